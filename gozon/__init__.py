@@ -1,0 +1,1 @@
+"""Gozon: orders and payments that are never lost and never charged twice."""

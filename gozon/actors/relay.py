@@ -1,0 +1,77 @@
+"""The outbox relay: woken by NOTIFY when outbox rows commit (and by a poll as a
+fallback), it claims pending rows with SKIP LOCKED, publishes them with confirms and
+marks sent only what the broker confirmed — in the same transaction that holds the
+row locks. While the broker is down, rows wait and then go out oldest first."""
+
+from __future__ import annotations
+
+import anyio
+import structlog
+
+from gozon.amqp.broker import BROKER_DOWN, Broker, BrokerUnavailable
+from gozon.amqp.publisher import publish_confirmed
+from gozon.db import DB_DOWN, Database, Unavailable, outbox
+from gozon.db.listen import listen_forever
+from gozon.runtime import Mailbox
+from gozon.runtime.backoff import RECONNECT
+from gozon.runtime.stop import unless_stopped
+
+log = structlog.get_logger("gozon.relay")
+
+
+class OutboxRelay:
+    def __init__(self, db: Database, broker: Broker, *, batch: int, poll_interval: float) -> None:
+        self.db = db
+        self.broker = broker
+        self.batch = batch
+        self.poll_interval = poll_interval
+        # A doorbell: one pending ring is enough, more would say nothing new.
+        self._bell: Mailbox[None] = Mailbox(1)
+
+    def wake(self) -> None:
+        self._bell.offer(None)
+
+    async def run(self, stop: anyio.Event) -> None:
+        if not await unless_stopped(stop, self.db.wait_ready()):
+            return
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(listen_forever, self.db.dsn, "outbox", self.wake, name="relay.listen")
+            attempt = 0
+            while await unless_stopped(stop, self.broker.wait_ready()):
+                try:
+                    async with self.broker.session() as channel:
+                        attempt = 0
+                        await self._relay(channel, stop)
+                except (BrokerUnavailable, Unavailable, *BROKER_DOWN, *DB_DOWN) as exc:
+                    delay = RECONNECT.delay(attempt)
+                    attempt += 1
+                    log.warning("relay paused", error=str(exc) or type(exc).__name__, retry_in=round(delay, 2))
+                    await unless_stopped(stop, anyio.sleep(delay))
+            tg.cancel_scope.cancel()
+
+    async def _relay(self, channel, stop: anyio.Event) -> None:
+        while not stop.is_set():
+            sent = await self.publish_batch(channel)
+            if sent < self.batch:
+                with anyio.move_on_after(self.poll_interval):
+                    await unless_stopped(stop, self._bell.get())
+
+    async def publish_batch(self, channel) -> int:
+        """Publish one batch; returns how many rows were claimed."""
+        async with self.db.acquire() as con, con.transaction():
+            rows = await outbox.claim(con, self.batch)
+            if not rows:
+                return 0
+            confirmed, error = await publish_confirmed(channel, rows)
+            # Shielded: once the broker confirmed, recording it must not be cut short.
+            with anyio.CancelScope(shield=True):
+                await outbox.mark_sent(con, confirmed)
+        published = set(confirmed)
+        for row in rows:
+            if row.id in published:
+                log.info("outbox published", message_id=str(row.message_id), trace_id=row.trace_id,
+                         message_type=row.message_type, routing_key=row.routing_key or row.exchange)
+        if error is not None:
+            raise BrokerUnavailable(f"{len(rows) - len(confirmed)} of {len(rows)} not confirmed: {error!r}")
+        return len(rows)
+

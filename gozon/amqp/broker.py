@@ -1,0 +1,146 @@
+"""The process's AMQP connection: connects (and declares the topology) in the
+background, retrying while RabbitMQ is down, and reconnects after a loss.
+
+Actors open a `session()`: a channel whose body is cancelled the moment the connection
+drops, after which the session raises `BrokerUnavailable`; the actor then opens the next
+session, which waits for the reconnect. Recovery is here, in plain sight, instead of in
+aio-pika's robust classes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import aio_pika
+import aiormq.exceptions
+import anyio
+import structlog
+from aio_pika.abc import AbstractChannel, AbstractConnection
+
+from gozon.amqp import topology
+from gozon.runtime.backoff import RECONNECT
+
+log = structlog.get_logger("gozon.amqp")
+
+
+class BrokerUnavailable(Exception):
+    """The connection to RabbitMQ is down."""
+
+
+# The broker went away or refused us: wait for the reconnect, never a crash.
+BROKER_DOWN = (OSError, TimeoutError, aiormq.exceptions.AMQPConnectionError, BrokerUnavailable)
+
+
+class Broker:
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self._connection: AbstractConnection | None = None
+        self._up = anyio.Event()
+        self._down = anyio.Event()
+
+    @property
+    def ready(self) -> bool:
+        return self._up.is_set()
+
+    async def wait_ready(self) -> None:
+        await self._up.wait()
+
+    async def connect_forever(self) -> None:
+        attempt = 0
+        while True:
+            try:
+                connection = await aio_pika.connect(self.url, timeout=5)
+            except BROKER_DOWN as exc:
+                delay = RECONNECT.delay(attempt)
+                attempt += 1
+                log.warning("broker unavailable, retrying", error=str(exc) or type(exc).__name__,
+                            retry_in=round(delay, 2))
+                await anyio.sleep(delay)
+                continue
+            down = anyio.Event()
+            connection.close_callbacks.add(lambda *_: down.set())
+            try:
+                async with connection.channel() as channel:
+                    await topology.declare(channel)
+            except BROKER_DOWN as exc:
+                log.warning("broker lost while declaring", error=str(exc) or type(exc).__name__)
+                await _close(connection)
+                continue
+            attempt = 0
+            self._connection, self._down = connection, down
+            self._up.set()
+            log.info("broker connected")
+            try:
+                await down.wait()
+            finally:
+                self._up = anyio.Event()
+                self._connection = None
+                await _close(connection)
+            log.warning("broker connection lost")
+
+    @asynccontextmanager
+    async def session(self, *, prefetch: int = 0) -> AsyncIterator[AbstractChannel]:
+        """A confirming channel on the current connection (waiting for one if down).
+
+        Raises:
+            BrokerUnavailable: the connection dropped while the body ran.
+        """
+        await self._up.wait()
+        connection, down = self._connection, self._down
+        assert connection is not None
+        try:
+            channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
+            if prefetch:
+                await channel.set_qos(prefetch_count=prefetch)
+        except BROKER_DOWN as exc:
+            raise BrokerUnavailable(str(exc)) from exc
+        lost = False
+        try:
+            async with anyio.create_task_group() as tg:
+
+                async def watch() -> None:
+                    nonlocal lost
+                    await down.wait()
+                    lost = True
+                    tg.cancel_scope.cancel()
+
+                tg.start_soon(watch)
+                yield channel
+                tg.cancel_scope.cancel()
+        except BROKER_DOWN as exc:
+            raise BrokerUnavailable(str(exc) or type(exc).__name__) from exc
+        finally:
+            with anyio.move_on_after(2, shield=True):
+                if not channel.is_closed:
+                    try:
+                        await channel.close()
+                    except BROKER_DOWN:
+                        pass
+        if lost:
+            raise BrokerUnavailable("connection lost")
+
+    async def close(self) -> None:
+        if self._connection is not None:
+            await _close(self._connection)
+
+
+async def _close(connection: AbstractConnection) -> None:
+    with anyio.move_on_after(2, shield=True):
+        try:
+            await connection.close()
+        except BROKER_DOWN:
+            pass
+
+
+@asynccontextmanager
+async def open_broker(url: str) -> AsyncIterator[Broker]:
+    """A broker connection kept up in the background, closed on exit."""
+    broker = Broker(url)
+    try:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(broker.connect_forever, name="broker.connect")
+            yield broker
+            tg.cancel_scope.cancel()
+    finally:
+        await broker.close()

@@ -1,0 +1,129 @@
+"""The service's database: a bounded asyncpg pool that connects (and creates and
+migrates the database) in the background, retrying for as long as PostgreSQL is down.
+
+Until it is ready, `acquire()` raises `Unavailable` at once instead of hanging, so the
+HTTP API answers 503 and actors wait on `wait_ready()`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from urllib.parse import urlsplit, urlunsplit
+
+import anyio
+import asyncpg
+import structlog
+
+from gozon.db.migrate import migrate
+from gozon.runtime.backoff import RECONNECT
+
+log = structlog.get_logger("gozon.db")
+
+# PostgreSQL down, restarting or unreachable: wait and retry, never a crash.
+DB_DOWN = (
+    OSError,
+    TimeoutError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.OperatorInterventionError,
+    asyncpg.exceptions.ConnectionDoesNotExistError,
+)
+
+ACQUIRE_TIMEOUT = 5.0
+COMMAND_TIMEOUT = 30.0
+
+
+class Unavailable(Exception):
+    """The database is not reachable (yet)."""
+
+
+class Database:
+    def __init__(self, dsn: str, migrations: Sequence[str], *, pool_size: int = 10) -> None:
+        self.dsn = dsn
+        self.migrations = migrations
+        self.pool_size = pool_size
+        self._pool: asyncpg.Pool | None = None
+        self._ready = anyio.Event()
+
+    @property
+    def ready(self) -> bool:
+        return self._ready.is_set()
+
+    async def wait_ready(self) -> None:
+        await self._ready.wait()
+
+    @asynccontextmanager
+    async def acquire(self) -> AsyncIterator[asyncpg.Connection]:
+        if self._pool is None:
+            raise Unavailable("the database is not ready")
+        try:
+            async with self._pool.acquire(timeout=ACQUIRE_TIMEOUT) as con:
+                yield con
+        except DB_DOWN as exc:
+            raise Unavailable(str(exc) or type(exc).__name__) from exc
+
+    async def connect_forever(self) -> None:
+        """Create the database if missing, migrate, open the pool; retry until done."""
+        attempt = 0
+        while True:
+            try:
+                await ensure_database(self.dsn)
+                await migrate(self.dsn, self.migrations)
+                self._pool = await asyncpg.create_pool(
+                    self.dsn, min_size=1, max_size=self.pool_size, command_timeout=COMMAND_TIMEOUT
+                )
+                break
+            except DB_DOWN as exc:
+                delay = RECONNECT.delay(attempt)
+                attempt += 1
+                log.warning("database unavailable, retrying", error=str(exc) or type(exc).__name__,
+                            retry_in=round(delay, 2), db=_database_name(self.dsn))
+                await anyio.sleep(delay)
+        log.info("database ready", db=_database_name(self.dsn))
+        self._ready.set()
+
+    async def close(self) -> None:
+        if self._pool is not None:
+            with anyio.move_on_after(5, shield=True):
+                await self._pool.close()
+            self._pool.terminate()
+
+
+@asynccontextmanager
+async def open_database(dsn: str, migrations: Sequence[str], *, pool_size: int = 10) -> AsyncIterator[Database]:
+    """A database that connects in the background and closes its pool on exit."""
+    db = Database(dsn, migrations, pool_size=pool_size)
+    try:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(db.connect_forever, name="database.connect")
+            yield db
+            tg.cancel_scope.cancel()
+    finally:
+        await db.close()
+
+
+async def ensure_database(dsn: str) -> None:
+    """Create the database named in `dsn` if it does not exist (needs CREATEDB)."""
+    try:
+        con = await asyncpg.connect(dsn, timeout=5)
+    except asyncpg.InvalidCatalogNameError:
+        name = _database_name(dsn)
+        admin = await asyncpg.connect(_with_database(dsn, "postgres"), timeout=5)
+        try:
+            await admin.execute(f'CREATE DATABASE "{name}"')
+            log.info("database created", db=name)
+        except asyncpg.DuplicateDatabaseError:
+            pass
+        finally:
+            await admin.close()
+    else:
+        await con.close()
+
+
+def _database_name(dsn: str) -> str:
+    return urlsplit(dsn).path.lstrip("/")
+
+
+def _with_database(dsn: str, name: str) -> str:
+    parts = urlsplit(dsn)
+    return urlunsplit(parts._replace(path="/" + name))

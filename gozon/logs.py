@@ -1,0 +1,68 @@
+"""Logging: one JSON object per line (or coloured lines on a terminal) for our own
+events and for those of Hypercorn, aio-pika and asyncpg alike.
+
+Ids that are known (trace_id, order_id, user_id, message_id) are bound with
+`structlog.contextvars` by the code that learns them and appear on every line after.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+import msgspec
+import structlog
+
+_json = msgspec.json.Encoder()
+
+
+def _render_json(obj: object, **_: object) -> str:
+    # structlog passes default= to the serializer; msgspec takes no such argument.
+    return _json.encode(obj).decode()
+
+
+def configure(service: str, *, fmt: str = "auto", level: str = "info") -> None:
+    """Send structlog's and the stdlib's records through one renderer on stderr."""
+    if fmt == "auto":
+        fmt = "console" if sys.stderr.isatty() else "json"
+
+    def add_service(_logger: object, _name: str, event: dict) -> dict:
+        event.setdefault("service", service)
+        return event
+
+    shared = [
+        structlog.contextvars.merge_contextvars,
+        structlog.stdlib.add_log_level,
+        structlog.stdlib.ExtraAdder(),
+        add_service,
+        structlog.processors.TimeStamper(fmt="iso", utc=True, key="ts"),
+    ]
+    if fmt == "json":
+        renderer = structlog.processors.JSONRenderer(serializer=_render_json)
+        # Tracebacks as data, without locals (they would carry request bodies and secrets).
+        tail = [structlog.processors.ExceptionRenderer(
+            structlog.tracebacks.ExceptionDictTransformer(show_locals=False))]
+    else:
+        renderer = structlog.dev.ConsoleRenderer()
+        tail = []
+
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(
+        structlog.stdlib.ProcessorFormatter(
+            foreign_pre_chain=[*shared, structlog.stdlib.add_logger_name],
+            processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, *tail, renderer],
+        )
+    )
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+    # Chatty at INFO about every channel and connection; warnings still come through.
+    for name in ("aiormq", "aio_pika"):
+        logging.getLogger(name).setLevel(max(root.level, logging.WARNING))
+
+    structlog.configure(
+        processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
+        logger_factory=structlog.stdlib.LoggerFactory(),
+        wrapper_class=structlog.stdlib.BoundLogger,
+        cache_logger_on_first_use=True,
+    )

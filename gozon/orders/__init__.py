@@ -1,0 +1,1 @@
+"""The orders service: takes orders and learns how their payment went."""

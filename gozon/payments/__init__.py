@@ -1,0 +1,1 @@
+"""The payments service: accounts, deposits, and charging each order at most once."""

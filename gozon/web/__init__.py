@@ -1,0 +1,1 @@
+"""Quart/Hypercorn glue shared by the three services."""

@@ -1,0 +1,1 @@
+"""One module per process: what it runs, what its actors share, how they restart."""
