@@ -35,6 +35,7 @@ class InboxConsumer:
         *,
         workers: int,
         ready: Callable[[], Awaitable[None]] | None = None,
+        dead_letters: bool = True,
     ) -> None:
         self.broker = broker
         self.queue = queue
@@ -42,6 +43,7 @@ class InboxConsumer:
         self.handle = handle
         self.workers = workers
         self.ready = ready
+        self.dead_letters = dead_letters
 
     async def run(self, stop: anyio.Event) -> None:
         if self.ready is not None and not await unless_stopped(stop, self.ready()):
@@ -52,7 +54,8 @@ class InboxConsumer:
                 async with self.broker.session(prefetch=self.workers * 4) as channel:
                     attempt = 0
                     queue = await self.queue(channel)
-                    await consume(channel, queue, self.decoder, self.handle, workers=self.workers, stop=stop)
+                    await consume(channel, queue, self.decoder, self.handle, workers=self.workers, stop=stop,
+                                  dead_letters=self.dead_letters)
             except BROKER_DOWN as exc:
                 delay = RECONNECT.delay(attempt)
                 attempt += 1

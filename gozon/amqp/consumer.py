@@ -56,8 +56,11 @@ async def consume(
     *,
     workers: int,
     stop: anyio.Event,
+    dead_letters: bool = True,
 ) -> None:
-    """Consume until `stop` is set, then stop the consumer, finish what arrived, return."""
+    """Consume until `stop` is set, then stop the consumer, finish what arrived, return.
+    Poison goes to `<queue>.dlq` with its reason, or (`dead_letters=False`, for queues
+    without one) is logged and dropped."""
     mailbox: Mailbox[AbstractIncomingMessage] = Mailbox(workers * 4)
 
     async def on_message(message: AbstractIncomingMessage) -> None:
@@ -68,7 +71,7 @@ async def consume(
 
     async def work() -> None:
         async for message in mailbox:
-            await _process(channel, queue.name, message, decoder, handle)
+            await _process(channel, queue.name, message, decoder, handle, dead_letters)
 
     async with anyio.create_task_group() as tg:
         for n in range(workers):
@@ -82,14 +85,19 @@ async def consume(
 
 
 async def _process(channel: AbstractChannel, queue: str, message: AbstractIncomingMessage,
-                   decoder: msgspec.json.Decoder, handle: Callable[[Delivery], Awaitable[None]]) -> None:
+                   decoder: msgspec.json.Decoder, handle: Callable[[Delivery], Awaitable[None]],
+                   dead_letters: bool) -> None:
     with structlog.contextvars.bound_contextvars(
         message_id=message.message_id, trace_id=message.correlation_id, queue=queue
     ):
         try:
             delivery = decode(message, decoder)
         except Poison as exc:
-            await _dead_letter(channel, queue, message, str(exc))
+            if dead_letters:
+                await _dead_letter(channel, queue, message, str(exc))
+            else:
+                log.error("poison message dropped", reason=str(exc))
+                await _settle(message.ack)
             return
         attempt = 0
         while True:

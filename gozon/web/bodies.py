@@ -5,6 +5,7 @@ is coerced (`"100"`, `100.0` and `true` are not amounts)."""
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from typing import TypeVar
 
 import msgspec
@@ -39,12 +40,14 @@ async def body(kind: type[T]) -> T:
         raise ApiError(400, "invalid_json", f"The body is not valid JSON: {exc}.") from None
 
 
-def query(kind: type[T]) -> T:
-    """The query string as `kind`; integer fields must be plain decimal integers."""
+def query(kind: type[T], args: Mapping[str, str] | None = None) -> T:
+    """The query string (of the request, or `args`) as `kind`; integer fields must be
+    plain decimal integers."""
+    args = request.args if args is None else args
     given: dict[str, object] = {}
     hints = msgspec.structs.fields(kind)  # type: ignore[arg-type]
     for field in hints:
-        value = request.args.get(field.encode_name)
+        value = args.get(field.encode_name)
         if value is None:
             continue
         if _is_int(field.type):

@@ -1,0 +1,95 @@
+"""The gateway's HTTP surface: the proxied API, `/ws`, and CORS for the page opened
+as a local file (no credentials are involved, so any origin may call)."""
+
+from __future__ import annotations
+
+import anyio
+import httpx
+import msgspec
+import structlog
+from quart import Quart, Response, request, websocket
+
+from gozon.gateway import proxy
+from gozon.gateway.hub import PONG, Hub, Outgoing
+from gozon.messages import Id
+from gozon.web import bodies
+from gozon.web.app import create_app
+from gozon.web.errors import ApiError, error_response
+
+log = structlog.get_logger("gozon.gateway")
+
+METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE"]
+CORS_HEADERS = {
+    "Access-Control-Allow-Origin": "*",
+    "Access-Control-Allow-Methods": "GET, POST, OPTIONS",
+    "Access-Control-Allow-Headers": "Content-Type, Idempotency-Key, X-Request-ID, traceparent",
+    "Access-Control-Expose-Headers": "X-Request-ID",
+    "Access-Control-Max-Age": "600",
+}
+
+
+class WsQuery(msgspec.Struct, frozen=True):
+    user_id: Id
+
+
+def build(hub: Hub, http: httpx.AsyncClient, *, orders_url: str, payments_url: str, ready: dict) -> Quart:
+    app = create_app("gateway", ready)
+
+    @app.before_request
+    async def preflight() -> Response | None:
+        if request.method == "OPTIONS":
+            return Response("", status=204)
+        return None
+
+    @app.after_request
+    async def cors(response: Response) -> Response:
+        response.headers.update(CORS_HEADERS)
+        return response
+
+    for prefix, service, url in (("/accounts", "payments", payments_url), ("/orders", "orders", orders_url)):
+
+        async def forward(rest: str = "", service: str = service, url: str = url) -> Response:
+            return await proxy.forward(http, service, url)
+
+        app.add_url_rule(prefix, f"{service}_root", forward, methods=METHODS)
+        app.add_url_rule(f"{prefix}/<path:rest>", f"{service}_rest", forward, methods=METHODS)
+
+    @app.websocket("/ws")
+    async def ws() -> Response | None:
+        try:
+            user_id = bodies.query(WsQuery, websocket.args).user_id
+        except ApiError as exc:
+            return error_response(exc.status, "invalid_user_id",
+                                  "Connect to /ws?user_id=N with N a whole number from 1 to 9223372036854775807.",
+                                  "user_id")
+        await websocket.accept()
+        connection = hub.register(user_id)
+        with structlog.contextvars.bound_contextvars(user_id=user_id):
+            log.info("websocket connected", connections=hub.connections)
+            try:
+                await _serve(connection)
+            finally:
+                hub.unregister(connection)
+                log.info("websocket disconnected", connections=hub.connections)
+        return None
+
+    return app
+
+
+async def _serve(connection) -> None:
+    async with anyio.create_task_group() as tg:
+
+        async def send() -> None:
+            async for frame in connection.outgoing:
+                await websocket.send(frame.text)
+                if frame.order_id is not None:
+                    log.info("websocket frame sent", order_id=frame.order_id, trace_id=frame.trace_id)
+            # The queue was closed because it overflowed: this client is too slow.
+            await websocket.close(1013, "too slow; reconnect")
+            tg.cancel_scope.cancel()
+
+        tg.start_soon(send)
+        while True:
+            data = await websocket.receive()
+            if data == "ping":
+                connection.offer(Outgoing(PONG))

@@ -1,0 +1,46 @@
+"""Forwarding /accounts* to payments and /orders* to orders: method, path, query, body
+and the headers that matter, and back the status, body and Content-Type. A service that
+is down answers 502, one that is too slow 504, both as JSON."""
+
+from __future__ import annotations
+
+import httpx
+import structlog
+from quart import Response, g, request
+
+from gozon import tracing
+from gozon.web.errors import error_response
+
+log = structlog.get_logger("gozon.gateway")
+
+FORWARDED_REQUEST_HEADERS = ("content-type", "accept", "idempotency-key")
+FORWARDED_RESPONSE_HEADERS = ("content-type", "allow", "retry-after")
+
+
+def client(timeout: float) -> httpx.AsyncClient:
+    return httpx.AsyncClient(
+        timeout=httpx.Timeout(timeout, connect=min(timeout, 3.0)),
+        limits=httpx.Limits(max_connections=200, max_keepalive_connections=50),
+    )
+
+
+async def forward(http: httpx.AsyncClient, service: str, base_url: str) -> Response:
+    headers = {name: request.headers[name] for name in FORWARDED_REQUEST_HEADERS if name in request.headers}
+    headers[tracing.HEADER] = g.trace_id
+    body = await request.get_data(cache=False)
+    try:
+        upstream = await http.request(
+            request.method, base_url + request.path, params=list(request.args.items(multi=True)),
+            content=body, headers=headers,
+        )
+    except httpx.TimeoutException:
+        log.warning("service timed out", upstream=service)
+        return error_response(504, "service_timeout", f"The {service} service did not answer in time.")
+    except httpx.TransportError as exc:
+        log.warning("service unreachable", upstream=service, error=str(exc) or type(exc).__name__)
+        return error_response(502, "service_unavailable", f"The {service} service is unavailable.")
+    response = Response(upstream.content, status=upstream.status_code)
+    for name in FORWARDED_RESPONSE_HEADERS:
+        if name in upstream.headers:
+            response.headers[name] = upstream.headers[name]
+    return response
