@@ -24,18 +24,15 @@ from gozon.amqp.broker import open_broker
 from gozon.amqp.topology import PAYMENTS_RESULTS_QUEUE
 from gozon.config import Settings
 from gozon.db import open_database
-from gozon.db.migrate import COMMON
-from gozon.orders import api, inbox
+from gozon.orders import api, inbox, store
 from gozon.runtime import Child, RestartPolicy, supervise
 from gozon.web.server import HttpServer
 from supervisors.boot import start
 
-MIGRATIONS = [COMMON, "gozon.orders.migrations"]
-
 
 async def main(stop: anyio.Event, settings: Settings) -> None:
     async with (
-        open_database(settings.orders_db, MIGRATIONS, pool_size=settings.db_pool_size) as db,
+        open_database(settings.orders_db, store.MIGRATIONS, pool_size=settings.db_pool_size) as db,
         open_broker(settings.amqp_url) as broker,
     ):
         app = api.build(db, {"database": lambda: db.ready, "broker": lambda: broker.ready})

@@ -10,8 +10,11 @@ import structlog
 
 from gozon.amqp.topology import DEFAULT_EXCHANGE, ORDERS_QUEUE
 from gozon.db import inbox, outbox
+from gozon.db.migrate import COMMON
 from gozon.messages import PaymentRequested, PaymentResult
 from gozon.orders.schemas import CreateOrder, Order
+
+MIGRATIONS = [COMMON, "gozon.orders.migrations"]
 
 log = structlog.get_logger("gozon.orders")
 

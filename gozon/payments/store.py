@@ -15,8 +15,11 @@ import structlog
 
 from gozon.amqp.topology import PAYMENT_EVENTS
 from gozon.db import inbox, outbox
+from gozon.db.migrate import COMMON
 from gozon.messages import MAX_ID, PaymentRequested, PaymentResult
 from gozon.payments.schemas import Account, Balance
+
+MIGRATIONS = [COMMON, "gozon.payments.migrations"]
 
 log = structlog.get_logger("gozon.payments")
 

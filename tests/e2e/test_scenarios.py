@@ -1,0 +1,59 @@
+"""The original's scenarios through the gateway, with the result arriving on the WebSocket."""
+
+from __future__ import annotations
+
+import statistics
+import time
+
+from tests.e2e.conftest import Shopper, next_result
+
+
+def test_scenario_1_paid_order_is_green_finished_and_debited(shopper: Shopper) -> None:
+    assert shopper.create_account().status_code == 201
+    assert shopper.deposit(1000).json()["balance"] == 1000
+    with shopper.connect() as ws:
+        order = shopper.order(200)
+        assert order["status"] == "new"
+        frame = next_result(ws)
+    assert frame == {"type": "payment_result", "order_id": order["id"], "user_id": shopper.user_id,
+                     "amount": 200, "status": "success", "order_status": "finished", "reason": None}
+    assert shopper.wait_terminal({order["id"]})[order["id"]]["status"] == "finished"
+    assert shopper.balance() == 800
+
+
+def test_scenario_2_refused_order_is_red_cancelled_and_balance_unchanged(shopper: Shopper) -> None:
+    shopper.create_account()
+    shopper.deposit(100)
+    with shopper.connect() as ws:
+        order = shopper.order(500)
+        frame = next_result(ws)
+    assert (frame["order_id"], frame["status"], frame["order_status"], frame["reason"]) == (
+        order["id"], "failed", "cancelled", "insufficient_funds")
+    settled = shopper.wait_terminal({order["id"]})[order["id"]]
+    assert (settled["status"], settled["reason"]) == ("cancelled", "insufficient_funds")
+    assert shopper.balance() == 100
+
+
+def test_order_without_account_is_cancelled_account_not_found(shopper: Shopper) -> None:
+    with shopper.connect() as ws:
+        order = shopper.order(50)
+        frame = next_result(ws)
+    assert (frame["status"], frame["reason"]) == ("failed", "account_not_found")
+    assert shopper.order_by_id(order["id"])["status"] == "cancelled"
+
+
+def test_latency_from_order_to_websocket_result(shopper: Shopper) -> None:
+    """Prints (does not assert) POST /orders → WebSocket frame on an idle system."""
+    shopper.create_account()
+    shopper.deposit(10**6)
+    samples = []
+    with shopper.connect() as ws:
+        for _ in range(20):
+            started = time.perf_counter()
+            order = shopper.order(1)
+            frame = next_result(ws)
+            samples.append((time.perf_counter() - started) * 1000)
+            assert frame["order_id"] == order["id"]
+    samples.sort()
+    print(f"\nPOST /orders → WS result, {len(samples)} single orders: median {statistics.median(samples):.1f} ms, "
+          f"p90 {samples[int(len(samples) * 0.9) - 1]:.1f} ms, max {samples[-1]:.1f} ms")
