@@ -3,7 +3,6 @@ started the way the Procfile starts them, with their logs kept in files."""
 
 from __future__ import annotations
 
-import os
 import re
 import signal
 import subprocess

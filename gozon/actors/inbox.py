@@ -12,7 +12,7 @@ from aio_pika.abc import AbstractChannel, AbstractQueue
 
 from gozon.amqp.broker import BROKER_DOWN, Broker
 from gozon.amqp.consumer import Delivery, consume
-from gozon.runtime.backoff import RECONNECT
+from gozon.runtime.retry import Retry
 from gozon.runtime.stop import unless_stopped
 
 log = structlog.get_logger("gozon.inbox")
@@ -48,16 +48,13 @@ class InboxConsumer:
     async def run(self, stop: anyio.Event) -> None:
         if self.ready is not None and not await unless_stopped(stop, self.ready()):
             return
-        attempt = 0
+        retry = Retry("consumer paused", log)
         while await unless_stopped(stop, self.broker.wait_ready()):
             try:
                 async with self.broker.session(prefetch=self.workers * 4) as channel:
-                    attempt = 0
+                    retry.succeeded()
                     queue = await self.queue(channel)
                     await consume(channel, queue, self.decoder, self.handle, workers=self.workers, stop=stop,
                                   dead_letters=self.dead_letters)
             except BROKER_DOWN as exc:
-                delay = RECONNECT.delay(attempt)
-                attempt += 1
-                log.warning("consumer paused", error=str(exc) or type(exc).__name__, retry_in=round(delay, 2))
-                await unless_stopped(stop, anyio.sleep(delay))
+                await retry.failed(exc, stop)

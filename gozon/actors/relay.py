@@ -13,7 +13,7 @@ from gozon.amqp.publisher import publish_confirmed
 from gozon.db import DB_DOWN, Database, Unavailable, outbox
 from gozon.db.listen import listen_forever
 from gozon.runtime import Mailbox
-from gozon.runtime.backoff import RECONNECT
+from gozon.runtime.retry import Retry
 from gozon.runtime.stop import unless_stopped
 
 log = structlog.get_logger("gozon.relay")
@@ -36,17 +36,14 @@ class OutboxRelay:
             return
         async with anyio.create_task_group() as tg:
             tg.start_soon(listen_forever, self.db.dsn, "outbox", self.wake, name="relay.listen")
-            attempt = 0
+            retry = Retry("relay paused", log)
             while await unless_stopped(stop, self.broker.wait_ready()):
                 try:
                     async with self.broker.session() as channel:
-                        attempt = 0
+                        retry.succeeded()
                         await self._relay(channel, stop)
                 except (BrokerUnavailable, Unavailable, *BROKER_DOWN, *DB_DOWN) as exc:
-                    delay = RECONNECT.delay(attempt)
-                    attempt += 1
-                    log.warning("relay paused", error=str(exc) or type(exc).__name__, retry_in=round(delay, 2))
-                    await unless_stopped(stop, anyio.sleep(delay))
+                    await retry.failed(exc, stop)
             tg.cancel_scope.cancel()
 
     async def _relay(self, channel, stop: anyio.Event) -> None:

@@ -19,7 +19,7 @@ import structlog
 from aio_pika.abc import AbstractChannel, AbstractConnection
 
 from gozon.amqp import topology
-from gozon.runtime.backoff import RECONNECT
+from gozon.runtime.retry import Retry
 
 log = structlog.get_logger("gozon.amqp")
 
@@ -47,27 +47,23 @@ class Broker:
         await self._up.wait()
 
     async def connect_forever(self) -> None:
-        attempt = 0
+        retry = Retry("broker unavailable, retrying", log)
         while True:
             try:
                 connection = await aio_pika.connect(self.url, timeout=5)
             except BROKER_DOWN as exc:
-                delay = RECONNECT.delay(attempt)
-                attempt += 1
-                log.warning("broker unavailable, retrying", error=str(exc) or type(exc).__name__,
-                            retry_in=round(delay, 2))
-                await anyio.sleep(delay)
+                await retry.failed(exc)
                 continue
             down = anyio.Event()
-            connection.close_callbacks.add(lambda *_: down.set())
+            connection.close_callbacks.add(lambda *_, down=down: down.set())
             try:
                 async with connection.channel() as channel:
                     await topology.declare(channel)
             except BROKER_DOWN as exc:
-                log.warning("broker lost while declaring", error=str(exc) or type(exc).__name__)
                 await _close(connection)
+                await retry.failed(exc)
                 continue
-            attempt = 0
+            retry.succeeded()
             self._connection, self._down = connection, down
             self._up.set()
             log.info("broker connected")

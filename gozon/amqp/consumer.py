@@ -19,7 +19,7 @@ from gozon.amqp.broker import BROKER_DOWN
 from gozon.amqp.topology import DEAD_LETTERS, dead_letter_queue
 from gozon.db.database import DB_DOWN, Unavailable
 from gozon.runtime import Mailbox
-from gozon.runtime.backoff import RECONNECT
+from gozon.runtime.retry import Retry
 
 log = structlog.get_logger("gozon.amqp")
 
@@ -99,17 +99,14 @@ async def _process(channel: AbstractChannel, queue: str, message: AbstractIncomi
                 log.error("poison message dropped", reason=str(exc))
                 await _settle(message.ack)
             return
-        attempt = 0
+        retry = Retry("database unavailable, will retry the message", log)
         while True:
             try:
                 await handle(delivery)
                 break
             except (Unavailable, *DB_DOWN) as exc:
                 # Keep the message and retry: it is acked only after its change committed.
-                delay = RECONNECT.delay(attempt)
-                attempt += 1
-                log.warning("database unavailable, will retry the message", error=str(exc), retry_in=round(delay, 2))
-                await anyio.sleep(delay)
+                await retry.failed(exc)
         await _settle(message.ack)
 
 

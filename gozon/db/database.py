@@ -16,7 +16,7 @@ import asyncpg
 import structlog
 
 from gozon.db.migrate import migrate
-from gozon.runtime.backoff import RECONNECT
+from gozon.runtime.retry import Retry
 
 log = structlog.get_logger("gozon.db")
 
@@ -64,7 +64,7 @@ class Database:
 
     async def connect_forever(self) -> None:
         """Create the database if missing, migrate, open the pool; retry until done."""
-        attempt = 0
+        retry = Retry("database unavailable, retrying", log)
         while True:
             try:
                 await ensure_database(self.dsn)
@@ -74,11 +74,7 @@ class Database:
                 )
                 break
             except DB_DOWN as exc:
-                delay = RECONNECT.delay(attempt)
-                attempt += 1
-                log.warning("database unavailable, retrying", error=str(exc) or type(exc).__name__,
-                            retry_in=round(delay, 2), db=_database_name(self.dsn))
-                await anyio.sleep(delay)
+                await retry.failed(exc, db=_database_name(self.dsn))
         log.info("database ready", db=_database_name(self.dsn))
         self._ready.set()
 

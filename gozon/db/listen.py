@@ -11,26 +11,23 @@ import asyncpg
 import structlog
 
 from gozon.db.database import DB_DOWN
-from gozon.runtime.backoff import RECONNECT
+from gozon.runtime.retry import Retry
 
 log = structlog.get_logger("gozon.db")
 
 
 async def listen_forever(dsn: str, channel: str, on_notify: Callable[[], object], *,
                          check_every: float = 5.0) -> None:
-    attempt = 0
+    retry = Retry("listen connection failed, retrying", log)
     while True:
         try:
             con = await asyncpg.connect(dsn, timeout=5)
         except DB_DOWN as exc:
-            delay = RECONNECT.delay(attempt)
-            attempt += 1
-            log.warning("listen connection failed, retrying", channel=channel, error=str(exc), retry_in=round(delay, 2))
-            await anyio.sleep(delay)
+            await retry.failed(exc, channel=channel)
             continue
         try:
             await con.add_listener(channel, lambda *_: on_notify())
-            attempt = 0
+            retry.succeeded()
             # Whatever was committed while nobody listened is picked up now.
             on_notify()
             while True:

@@ -38,6 +38,9 @@ class RestartPolicy(msgspec.Struct, frozen=True, kw_only=True):
     healthy_after: float = 10.0
 
 
+DEFAULT_POLICY = RestartPolicy()
+
+
 class SupervisorGaveUp(Exception):
     """Children crashed more often than the restart policy allows."""
 
@@ -46,7 +49,7 @@ async def supervise(
     children: Sequence[Child],
     *,
     stop: anyio.Event,
-    policy: RestartPolicy = RestartPolicy(),
+    policy: RestartPolicy = DEFAULT_POLICY,
     clock: Callable[[], float] = anyio.current_time,
     sleep: Callable[[float], Awaitable[object]] = anyio.sleep,
 ) -> None:
