@@ -20,6 +20,7 @@ from aio_pika.abc import AbstractChannel, AbstractConnection
 
 from gozon.amqp import topology
 from gozon.runtime.retry import Retry
+from gozon.runtime.tasks import task_group
 
 log = structlog.get_logger("gozon.amqp")
 
@@ -93,7 +94,7 @@ class Broker:
             raise BrokerUnavailable(str(exc)) from exc
         lost = False
         try:
-            async with anyio.create_task_group() as tg:
+            async with task_group() as tg:
 
                 async def watch() -> None:
                     nonlocal lost

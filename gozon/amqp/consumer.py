@@ -20,6 +20,7 @@ from gozon.amqp.topology import DEAD_LETTERS, dead_letter_queue
 from gozon.db.database import DB_DOWN, Unavailable
 from gozon.runtime import Mailbox
 from gozon.runtime.retry import Retry
+from gozon.runtime.tasks import task_group
 
 log = structlog.get_logger("gozon.amqp")
 
@@ -73,7 +74,7 @@ async def consume(
         async for message in mailbox:
             await _process(channel, queue.name, message, decoder, handle, dead_letters)
 
-    async with anyio.create_task_group() as tg:
+    async with task_group() as tg:
         for n in range(workers):
             tg.start_soon(work, name=f"{queue.name}.worker{n}")
         tag = await queue.consume(on_message)

@@ -18,7 +18,10 @@ class Backoff(msgspec.Struct, frozen=True, kw_only=True):
 
     def delay(self, attempt: int) -> float:
         """The delay before retry number `attempt` (0 for the first retry)."""
-        base = min(self.cap, self.initial * self.factor ** min(attempt, 64))
+        try:
+            base = min(self.cap, self.initial * self.factor**attempt)
+        except OverflowError:
+            base = self.cap
         return base * (1.0 - self.jitter * random.random())
 
 

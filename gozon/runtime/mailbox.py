@@ -50,5 +50,12 @@ class Mailbox(Generic[T]):
         except anyio.EndOfStream:
             raise StopAsyncIteration from None
 
+    def __del__(self) -> None:
+        # Release both ends when the mailbox goes (anyio warns about unclosed streams);
+        # the guard covers an __init__ that raised before they existed.
+        for stream in (getattr(self, "_send", None), getattr(self, "_receive", None)):
+            if stream is not None:
+                stream.close()
+
     def __len__(self) -> int:
         return self._receive.statistics().current_buffer_used

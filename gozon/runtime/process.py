@@ -30,12 +30,12 @@ async def run_until_signalled(main: Callable[[anyio.Event], Awaitable[None]],
                     log.info("draining", signal=signal.Signals(signum).name, deadline=drain_timeout)
                     stop.set()
                     break
-                with anyio.move_on_after(drain_timeout):
+                with anyio.move_on_after(drain_timeout) as deadline:
                     async for signum in signals:
                         log.warning("second signal, stopping now", signal=signal.Signals(signum).name)
                         break
-                    return
-                log.warning("drain deadline passed, stopping now")
+                if deadline.cancelled_caught:
+                    log.warning("drain deadline passed, stopping now")
             tg.cancel_scope.cancel()
 
         tg.start_soon(on_signals)

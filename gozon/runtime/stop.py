@@ -6,6 +6,8 @@ from collections.abc import Coroutine
 
 import anyio
 
+from gozon.runtime.tasks import task_group
+
 
 async def unless_stopped(stop: anyio.Event, awaitable: Coroutine[object, object, object]) -> bool:
     """Await `awaitable`, abandoning it once `stop` is set; True if it completed.
@@ -14,7 +16,7 @@ async def unless_stopped(stop: anyio.Event, awaitable: Coroutine[object, object,
         awaitable.close()
         return False
     done = False
-    async with anyio.create_task_group() as tg:
+    async with task_group() as tg:
 
         async def stopped() -> None:
             await stop.wait()

@@ -19,6 +19,7 @@ import structlog
 
 from gozon.runtime.backoff import Backoff
 from gozon.runtime.stop import unless_stopped
+from gozon.runtime.tasks import task_group
 
 log = structlog.get_logger("gozon.runtime")
 
@@ -90,7 +91,7 @@ async def supervise(
                 log.info("actor stopped", actor=child.name)
                 return
 
-    async with anyio.create_task_group() as tg:
+    async with task_group() as tg:
         for child in children:
             tg.start_soon(keep_running, child, name=child.name)
 

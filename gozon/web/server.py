@@ -14,6 +14,7 @@ from hypercorn.config import Config
 from quart import Quart
 
 GRACEFUL_TIMEOUT = 3.0
+WS_PING_INTERVAL = 20
 
 
 class HttpServer:
@@ -24,7 +25,10 @@ class HttpServer:
         self.config.errorlog = logging.getLogger("hypercorn.error")
         self.config.accesslog = None
         self.config.graceful_timeout = GRACEFUL_TIMEOUT
-        self.config.websocket_ping_interval = 20.0
+        # Hypercorn pings WebSocket clients but ignores missing pongs; a peer that has
+        # sent nothing (not even a pong) for three intervals is dead, and is closed.
+        self.config.websocket_ping_interval = WS_PING_INTERVAL
+        self.config.read_timeout = 3 * WS_PING_INTERVAL
 
     async def run(self, stop: anyio.Event) -> None:
         await serve(self.app, self.config, shutdown_trigger=stop.wait)  # type: ignore[arg-type]
