@@ -7,6 +7,7 @@ Ids that are known (trace_id, order_id, user_id, message_id) are bound with
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import sys
 
@@ -19,6 +20,10 @@ _json = msgspec.json.Encoder()
 def _render_json(obj: object, **_: object) -> str:
     # structlog passes default= to the serializer; msgspec takes no such argument.
     return _json.encode(obj).decode()
+
+
+def _not_cancellation(record: logging.LogRecord) -> bool:
+    return not (record.exc_info and isinstance(record.exc_info[1], asyncio.CancelledError))
 
 
 def configure(service: str, *, fmt: str = "auto", level: str = "info") -> None:
@@ -59,6 +64,11 @@ def configure(service: str, *, fmt: str = "auto", level: str = "info") -> None:
     # Chatty at INFO about every channel and connection; warnings still come through.
     for name in ("aiormq", "aio_pika"):
         logging.getLogger(name).setLevel(max(root.level, logging.WARNING))
+    # It logs every failed connect at ERROR; our Broker says the same once, as a warning.
+    logging.getLogger("aiormq.connection").setLevel(logging.CRITICAL)
+    # CPython 3.11's asyncio streams log a cancelled connection task as an error when a
+    # server closes at shutdown (fixed in 3.12); it is not one.
+    logging.getLogger("asyncio").addFilter(_not_cancellation)
 
     structlog.configure(
         processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],

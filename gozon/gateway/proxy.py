@@ -25,8 +25,11 @@ def client(timeout: float) -> httpx.AsyncClient:
 
 
 async def forward(http: httpx.AsyncClient, service: str, base_url: str) -> Response:
-    headers = {name: request.headers[name] for name in FORWARDED_REQUEST_HEADERS if name in request.headers}
-    headers[tracing.HEADER] = g.trace_id
+    # As the bytes that came in (Quart decodes them as latin-1): judging a header is the
+    # service's business, and httpx refuses to encode non-ASCII text.
+    headers = {name: request.headers[name].encode("latin-1")
+               for name in FORWARDED_REQUEST_HEADERS if name in request.headers}
+    headers[tracing.HEADER] = g.trace_id.encode()
     body = await request.get_data(cache=False)
     try:
         upstream = await http.request(

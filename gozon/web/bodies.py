@@ -17,12 +17,12 @@ T = TypeVar("T")
 
 _decoders: dict[type, msgspec.json.Decoder] = {}
 _AT = re.compile(r"at `\$\.?([^`]*)`")
-_MISSING = re.compile(r"missing required field `([^`]*)`")
+_NAMED = re.compile(r"(?:missing required|unknown) field `([^`]*)`")
 _INTEGER = re.compile(r"^-?[0-9]{1,30}$")
 
 
 def _field(message: str) -> str | None:
-    match = _AT.search(message) or _MISSING.search(message)
+    match = _AT.search(message) or _NAMED.search(message)
     return match.group(1) if match and match.group(1) else None
 
 
