@@ -115,7 +115,10 @@ async def _dead_letter(channel: AbstractChannel, queue: str, message: AbstractIn
     """Publish the body to `<queue>.dlq` with our reason (under a confirm), then ack it."""
     log.error("poison message dead-lettered", reason=reason, dlq=dead_letter_queue(queue))
     dlx = await channel.get_exchange(DEAD_LETTERS, ensure=False)
-    headers = {"x-error": reason[:1000], "x-original-queue": queue}
+    # A message without an id gets a random one when re-published: the header keeps
+    # what the original really carried.
+    headers = {"x-error": reason[:1000], "x-original-queue": queue,
+               "x-original-message-id": message.message_id or ""}
     with anyio.CancelScope(shield=True), anyio.fail_after(10):
         await dlx.publish(
             aio_pika.Message(
