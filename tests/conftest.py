@@ -6,10 +6,20 @@ from __future__ import annotations
 
 import os
 import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING
 
+import anyio
 import pytest
 
 from gozon.config import ENVIRONMENT, Settings
+
+if TYPE_CHECKING:
+    from tests.support import Stack
+
+ARTIFACTS = Path(__file__).resolve().parent.parent / "artifacts"
 
 # GOZON_TEST_SLOT=N gives a test run ports, databases and a vhost of its own, so that
 # several runs can share one machine.
@@ -49,3 +59,31 @@ def rabbitmqctl(*args: str, timeout: float = 60) -> str:
 @pytest.fixture(scope="session")
 def settings() -> Settings:
     return TEST_SETTINGS
+
+
+def package_stack():
+    """A `stack` fixture for the package whose conftest assigns it: the three processes
+    on a clean slate, stopped (and required to drain cleanly) after that package's last
+    test, before another package resets the slate. (pytest ties a package fixture to
+    the package that defines it, so each package defines its own.)"""
+
+    @pytest.fixture(scope="package")
+    def stack() -> Iterator[Stack]:
+        from tests.support import Stack, reset_databases, reset_vhost
+
+        anyio.run(reset_databases, TEST_SETTINGS)
+        reset_vhost()
+        stack = Stack(TEST_SETTINGS, ARTIFACTS / "e2e-logs" / f"{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}")
+        stack.start()
+        yield stack
+        codes = stack.stop()
+        assert codes == {"gateway": 0, "orders": 0, "payments": 0}, f"a process did not drain cleanly: {codes}"
+
+    return stack
+
+
+@pytest.fixture
+def running(stack: Stack) -> Stack:
+    """The stack with every process up (a fault test may have stopped one)."""
+    stack.start()
+    return stack

@@ -27,26 +27,30 @@ PROCFILE = {
 }
 
 
+async def drop_database(dsn: str) -> None:
+    name = dsn.rsplit("/", 1)[1]
+    admin = await asyncpg.connect(dsn.rsplit("/", 1)[0] + "/postgres")
+    try:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await admin.close()
+
+
 async def reset_databases(settings: Settings) -> None:
     """Drop and re-create both test databases, migrated."""
     for dsn, migrations in ((settings.orders_db, orders_store.MIGRATIONS),
                             (settings.payments_db, payments_store.MIGRATIONS)):
-        name = dsn.rsplit("/", 1)[1]
-        admin = await asyncpg.connect(dsn.rsplit("/", 1)[0] + "/postgres")
-        try:
-            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        finally:
-            await admin.close()
+        await drop_database(dsn)
         await ensure_database(dsn)
         await migrate(dsn, migrations)
 
 
-def reset_vhost() -> None:
+def reset_vhost(vhost: str = VHOST) -> None:
     """An empty vhost for the tests: no queue or message of an earlier run survives."""
-    if VHOST in rabbitmqctl("list_vhosts", "--quiet", "--no-table-headers").split():
-        rabbitmqctl("delete_vhost", VHOST)
-    rabbitmqctl("add_vhost", VHOST)
-    rabbitmqctl("set_permissions", "-p", VHOST, "guest", ".*", ".*", ".*")
+    if vhost in rabbitmqctl("list_vhosts", "--quiet", "--no-table-headers").split():
+        rabbitmqctl("delete_vhost", vhost)
+    rabbitmqctl("add_vhost", vhost)
+    rabbitmqctl("set_permissions", "-p", vhost, "guest", ".*", ".*", ".*")
 
 
 def wait_until(predicate, *, timeout: float, interval: float = 0.05, what: str = "condition"):
@@ -62,17 +66,18 @@ def wait_until(predicate, *, timeout: float, interval: float = 0.05, what: str =
 
 
 class Process:
-    """One service, started from its Procfile line with the venv's python."""
+    """One service, started from its Procfile line (or `command`) with the venv's python."""
 
-    def __init__(self, name: str, settings: Settings, log_dir: Path) -> None:
+    def __init__(self, name: str, settings: Settings, log_dir: Path, command: list[str] | None = None) -> None:
         self.name = name
         self.settings = settings
+        self.command = command or PROCFILE[name].split()
         self.log_path = log_dir / f"{name}.log"
         self.proc: subprocess.Popen | None = None
         self.port = getattr(settings, f"{name}_port")
 
     def start(self, extra_env: dict[str, str] | None = None) -> None:
-        command = PROCFILE[self.name].split()
+        command = list(self.command)
         if command[0] == "python":
             command[0] = sys.executable
         env = environment(self.settings) | (extra_env or {})

@@ -52,7 +52,9 @@ class Broker:
         while True:
             try:
                 connection = await aio_pika.connect(self.url, timeout=5)
-            except BROKER_DOWN as exc:
+            except (*BROKER_DOWN, aiormq.exceptions.AMQPError) as exc:
+                # AMQPError: refused by a broker that is up (e.g. its vhost is not there
+                # yet); like a broker that is down, it is waited out, not a crash.
                 await retry.failed(exc)
                 continue
             down = anyio.Event()

@@ -3,41 +3,25 @@
 from __future__ import annotations
 
 import json
-import os
 import random
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 
 import anyio
 import httpx
 import pytest
 from websockets.sync.client import ClientConnection, connect
 
-from tests.conftest import TEST_SETTINGS
-from tests.support import Stack, reset_databases, reset_vhost, wait_until
+from tests.conftest import TEST_SETTINGS, package_stack
+from tests.support import Stack, wait_until
 
-ARTIFACTS = Path(__file__).resolve().parents[2] / "artifacts"
+
 TERMINAL = {"finished", "cancelled"}
 
-
-@pytest.fixture(scope="session")
-def stack() -> Iterator[Stack]:
-    anyio.run(reset_databases, TEST_SETTINGS)
-    reset_vhost()
-    stack = Stack(TEST_SETTINGS, ARTIFACTS / "e2e-logs" / f"{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}")
-    stack.start()
-    yield stack
-    codes = stack.stop()
-    assert codes == {"gateway": 0, "orders": 0, "payments": 0}, f"a process did not drain cleanly: {codes}"
+stack = package_stack()
 
 
-@pytest.fixture
-def running(stack: Stack) -> Stack:
-    """The stack with every process up (a fault test may have stopped one)."""
-    stack.start()
-    return stack
 
 
 class Shopper:

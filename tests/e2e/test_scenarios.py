@@ -39,7 +39,8 @@ def test_order_without_account_is_cancelled_account_not_found(shopper: Shopper) 
         order = shopper.order(50)
         frame = next_result(ws)
     assert (frame["status"], frame["reason"]) == ("failed", "account_not_found")
-    assert shopper.order_by_id(order["id"])["status"] == "cancelled"
+    # Orders and the gateway consume the result side by side: the frame may come first.
+    assert shopper.wait_terminal({order["id"]})[order["id"]]["status"] == "cancelled"
 
 
 def test_latency_from_order_to_websocket_result(shopper: Shopper) -> None:
