@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import anyio
 
+from gozon import metrics
 from gozon.actors.inbox import InboxConsumer, named_queue
 from gozon.actors.relay import OutboxRelay
 from gozon.actors.retention import Retention, outbox_and_inbox
@@ -35,7 +36,7 @@ async def main(stop: anyio.Event, settings: Settings) -> None:
         open_database(settings.payments_db, store.MIGRATIONS, pool_size=settings.db_pool_size) as db,
         open_broker(settings.amqp_url) as broker,
     ):
-        app = api.build(db, {"database": lambda: db.ready, "broker": lambda: broker.ready})
+        app = api.build(db, {"database": db.ping, "broker": lambda: broker.ready})
         consumer = InboxConsumer(broker, named_queue(ORDERS_QUEUE), inbox.decoder, inbox.handler(db),
                                  workers=settings.inbox_workers, ready=db.wait_ready)
         relay = OutboxRelay(db, broker, batch=settings.outbox_batch, poll_interval=settings.outbox_poll_interval)
@@ -49,6 +50,7 @@ async def main(stop: anyio.Event, settings: Settings) -> None:
             ],
             stop=stop,
             policy=RestartPolicy(max_restarts=settings.max_restarts, window=settings.restart_window),
+            on_restart=metrics.actor_restarted,
         )
 
 

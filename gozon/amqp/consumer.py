@@ -15,6 +15,7 @@ import msgspec
 import structlog
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractQueue
 
+from gozon import metrics
 from gozon.amqp.broker import BROKER_DOWN
 from gozon.amqp.topology import DEAD_LETTERS, dead_letter_queue
 from gozon.db.database import DB_DOWN, Unavailable
@@ -108,6 +109,7 @@ async def _process(channel: AbstractChannel, queue: str, message: AbstractIncomi
             except (Unavailable, *DB_DOWN) as exc:
                 # Keep the message and retry: it is acked only after its change committed.
                 await retry.failed(exc)
+        metrics.INBOX_PROCESSED.inc()
         await _settle(message.ack)
 
 
@@ -132,6 +134,7 @@ async def _dead_letter(channel: AbstractChannel, queue: str, message: AbstractIn
             ),
             routing_key=dead_letter_queue(queue),
         )
+    metrics.INBOX_DEAD_LETTERED.inc()
     await _settle(message.ack)
 
 

@@ -62,6 +62,15 @@ class Database:
         except DB_DOWN as exc:
             raise Unavailable(str(exc) or type(exc).__name__) from exc
 
+    async def ping(self) -> bool:
+        """Whether a query goes through now; the caller bounds how long it may take."""
+        try:
+            async with self.acquire() as con:
+                await con.fetchval("SELECT 1")
+        except Unavailable:
+            return False
+        return True
+
     async def connect_forever(self) -> None:
         """Create the database if missing, migrate, open the pool; retry until done."""
         retry = Retry("database unavailable, retrying", log)

@@ -7,6 +7,8 @@ import uuid
 
 import asyncpg
 
+from gozon import metrics
+
 
 async def record(con: asyncpg.Connection, message_id: uuid.UUID, message_type: str) -> bool:
     """Record `message_id` in the caller's transaction; False if it was handled before."""
@@ -15,4 +17,6 @@ async def record(con: asyncpg.Connection, message_id: uuid.UUID, message_type: s
         " ON CONFLICT DO NOTHING RETURNING true",
         message_id, message_type,
     )
+    if not inserted:
+        metrics.INBOX_DUPLICATES.inc()
     return bool(inserted)

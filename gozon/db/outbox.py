@@ -52,5 +52,10 @@ async def mark_sent(con: asyncpg.Connection, ids: Sequence[int]) -> None:
     await con.execute("UPDATE outbox SET sent_at = now() WHERE id = any($1::bigint[])", list(ids))
 
 
-async def pending_count(con: asyncpg.Connection) -> int:
-    return await con.fetchval("SELECT count(*) FROM outbox WHERE sent_at IS NULL")
+async def backlog(con: asyncpg.Connection) -> tuple[int, float]:
+    """(pending rows, age in seconds of the oldest pending row, 0 when none)."""
+    row = await con.fetchrow(
+        "SELECT count(*) AS pending, coalesce(extract(epoch FROM now() - min(created_at)), 0)::float8 AS age"
+        " FROM outbox WHERE sent_at IS NULL"
+    )
+    return row["pending"], row["age"]

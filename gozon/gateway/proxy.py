@@ -24,6 +24,14 @@ def client(timeout: float) -> httpx.AsyncClient:
     )
 
 
+async def ready(http: httpx.AsyncClient, base_url: str) -> bool:
+    """Whether the service at `base_url` says it is ready; the caller bounds the wait."""
+    try:
+        return (await http.get(base_url + "/readyz")).status_code == 200
+    except httpx.TransportError:
+        return False
+
+
 async def forward(http: httpx.AsyncClient, service: str, base_url: str) -> Response:
     # As the bytes that came in (Quart decodes them as latin-1): judging a header is the
     # service's business, and httpx refuses to encode non-ASCII text.

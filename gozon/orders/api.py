@@ -7,6 +7,7 @@ import re
 import structlog
 from quart import Quart, Response, g, request
 
+from gozon import metrics
 from gozon.db import Database
 from gozon.orders import store
 from gozon.orders.schemas import CreateOrder, OrderQuery, OrdersQuery
@@ -29,7 +30,7 @@ def _idempotency_key() -> str | None:
 
 
 def build(db: Database, ready: dict) -> Quart:
-    app = create_app("orders", ready)
+    app = create_app("orders", ready, scrape=[metrics.outbox_backlog(db)])
 
     @app.post("/orders")
     async def create_order() -> Response:
@@ -39,14 +40,16 @@ def build(db: Database, ready: dict) -> Quart:
         try:
             async with db.acquire() as con:
                 order, created = await store.create_order(con, new, trace_id=g.trace_id, idempotency_key=key)
+                # Logged as soon as it committed, before the connection's release (a round
+                # trip) gives the relay, woken by that commit, time to log its publish first.
+                structlog.contextvars.bind_contextvars(order_id=order.id)
+                log.info("order created" if created else "order replayed for idempotency key", amount=order.amount)
         except store.KeyReused:
             raise ApiError(422, "idempotency_key_reused",
                            "This Idempotency-Key was used with a different body.", IDEMPOTENCY_KEY) from None
         except store.KeyBusy:
             raise ApiError(409, "request_in_progress",
                            "A request with this Idempotency-Key is still in progress; retry shortly.") from None
-        structlog.contextvars.bind_contextvars(order_id=order.id)
-        log.info("order created" if created else "order replayed for idempotency key", amount=order.amount)
         return json_response(order, 201)
 
     @app.get("/orders")

@@ -53,8 +53,12 @@ async def supervise(
     policy: RestartPolicy = DEFAULT_POLICY,
     clock: Callable[[], float] = anyio.current_time,
     sleep: Callable[[float], Awaitable[object]] = anyio.sleep,
+    on_restart: Callable[[str], None] | None = None,
 ) -> None:
     """Run every child until each has returned after `stop` was set.
+
+    Args:
+        on_restart: told the child's name each time a crashed child is restarted.
 
     Raises:
         SupervisorGaveUp: restart intensity exceeded; the other children are cancelled.
@@ -87,6 +91,8 @@ async def supervise(
                 await unless_stopped(stop, sleep(delay))
                 if not stop.is_set():
                     log.info("actor restarting", actor=child.name, attempt=attempt)
+                    if on_restart is not None:
+                        on_restart(child.name)
             else:
                 log.info("actor stopped", actor=child.name)
                 return

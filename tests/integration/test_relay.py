@@ -71,7 +71,8 @@ async def append_rows(db: Database, count: int, *, first: int = 1, per_transacti
 
 async def pending(db: Database) -> int:
     async with db.acquire() as con:
-        return await outbox.pending_count(con)
+        pending, _ = await outbox.backlog(con)
+        return pending
 
 
 async def all_sent(db: Database, expected: int) -> bool:

@@ -43,6 +43,7 @@ async def test_a_crashed_child_is_restarted_until_stop_is_set() -> None:
     stop = anyio.Event()
     running = anyio.Event()
     runs = 0
+    restarted: list[str] = []
 
     async def flaky(stop: anyio.Event) -> None:
         nonlocal runs
@@ -60,8 +61,9 @@ async def test_a_crashed_child_is_restarted_until_stop_is_set() -> None:
     with anyio.fail_after(5):
         async with anyio.create_task_group() as tg:
             tg.start_soon(stop_once_running)
-            await supervise([Child("flaky", flaky)], stop=stop, policy=policy())
+            await supervise([Child("flaky", flaky)], stop=stop, policy=policy(), on_restart=restarted.append)
     assert runs == 3
+    assert restarted == ["flaky", "flaky"]
 
 
 async def test_restart_delays_grow_as_the_backoff_says() -> None:
