@@ -7,6 +7,7 @@ the same table.
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import msgspec
 
@@ -30,6 +31,7 @@ ENVIRONMENT = {
     "outbox_retention_hours": "GOZON_OUTBOX_RETENTION_HOURS",
     "inbox_workers": "GOZON_INBOX_WORKERS",
     "ws_queue_size": "GOZON_WS_QUEUE_SIZE",
+    "client_dir": "GOZON_CLIENT_DIR",
     "max_restarts": "GOZON_MAX_RESTARTS",
     "restart_window": "GOZON_RESTART_WINDOW",
 }
@@ -55,6 +57,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     outbox_retention_hours: float = 24.0
     inbox_workers: int = 8
     ws_queue_size: int = 64
+    # The shopper's page the gateway serves at `/`: by default the checkout's `client/`.
+    client_dir: str = str(Path(__file__).resolve().parent.parent / "client")
     # A process whose actors crash more than max_restarts times within
     # restart_window seconds exits non-zero and leaves the rest to its own supervisor.
     max_restarts: int = 5

@@ -15,8 +15,12 @@ SIGTERM/SIGINT: every actor drains and returns, then the resources close; exit 0
 
 from __future__ import annotations
 
+from functools import partial
+from pathlib import Path
+
 import anyio
 
+from gozon import metrics
 from gozon.actors.inbox import InboxConsumer
 from gozon.amqp.broker import open_broker
 from gozon.amqp.topology import declare_private_queue
@@ -32,7 +36,11 @@ async def main(stop: anyio.Event, settings: Settings) -> None:
     hub = Hub(queue_size=settings.ws_queue_size)
     async with open_broker(settings.amqp_url) as broker, proxy.client(settings.proxy_timeout) as http:
         app = api.build(hub, http, orders_url=settings.orders_url, payments_url=settings.payments_url,
-                        ready={"broker": lambda: broker.ready})
+                        ready={"broker": lambda: broker.ready,
+                               "orders": partial(proxy.ready, http, settings.orders_url),
+                               "payments": partial(proxy.ready, http, settings.payments_url)},
+                        client_dir=Path(settings.client_dir))
+        metrics.WS_CONNECTIONS.set_function(lambda: hub.connections)
         consumer = InboxConsumer(broker, declare_private_queue, events.decoder, events.handler(hub),
                                  workers=1, dead_letters=False)
         await supervise(
@@ -43,6 +51,7 @@ async def main(stop: anyio.Event, settings: Settings) -> None:
             ],
             stop=stop,
             policy=RestartPolicy(max_restarts=settings.max_restarts, window=settings.restart_window),
+            on_restart=metrics.actor_restarted,
         )
 
 

@@ -1,17 +1,20 @@
-"""The gateway's HTTP surface: the proxied API, `/ws`, and CORS for the page opened
-as a local file (no credentials are involved, so any origin may call)."""
+"""The gateway's HTTP surface: the proxied API, `/ws`, the page and the docs (`pages`),
+and CORS for the page opened as a local file (no credentials are involved, so any
+origin may call)."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import anyio
 import httpx
-import msgspec
 import structlog
 from quart import Quart, Response, request, websocket
 
-from gozon.gateway import proxy
+from gozon import metrics
+from gozon.gateway import pages, proxy
 from gozon.gateway.hub import PONG, Hub, Outgoing
-from gozon.messages import Id
+from gozon.gateway.schemas import WsQuery
 from gozon.web import bodies
 from gozon.web.app import create_app
 from gozon.web.errors import ApiError, error_response
@@ -28,12 +31,10 @@ CORS_HEADERS = {
 }
 
 
-class WsQuery(msgspec.Struct, frozen=True):
-    user_id: Id
-
-
-def build(hub: Hub, http: httpx.AsyncClient, *, orders_url: str, payments_url: str, ready: dict) -> Quart:
+def build(hub: Hub, http: httpx.AsyncClient, *, orders_url: str, payments_url: str, ready: dict,
+          client_dir: Path) -> Quart:
     app = create_app("gateway", ready)
+    pages.install(app, client_dir)
 
     @app.before_request
     async def preflight() -> Response | None:
@@ -53,6 +54,13 @@ def build(hub: Hub, http: httpx.AsyncClient, *, orders_url: str, payments_url: s
 
         app.add_url_rule(prefix, f"{service}_root", forward, methods=METHODS)
         app.add_url_rule(f"{prefix}/<path:rest>", f"{service}_rest", forward, methods=METHODS)
+
+    @app.get("/ws")
+    async def ws_without_upgrade() -> Response:
+        response = error_response(426, "websocket_required",
+                                  "/ws is a WebSocket: connect to ws://<gateway>/ws?user_id=N.")
+        response.headers["Upgrade"] = "websocket"
+        return response
 
     @app.websocket("/ws")
     async def ws() -> Response | None:
@@ -82,6 +90,7 @@ async def _serve(connection) -> None:
         async def send() -> None:
             async for frame in connection.outgoing:
                 await websocket.send(frame.text)
+                metrics.WS_FRAMES_SENT.inc()
                 if frame.order_id is not None:
                     log.info("websocket frame sent", order_id=frame.order_id, trace_id=frame.trace_id)
             # The queue was closed because it overflowed: this client is too slow.

@@ -5,6 +5,7 @@ from __future__ import annotations
 import structlog
 from quart import Quart, Response
 
+from gozon import metrics
 from gozon.db import Database
 from gozon.payments import store
 from gozon.payments.schemas import BalanceQuery, CreateAccount, Deposit
@@ -20,7 +21,7 @@ def _not_found(user_id: int) -> ApiError:
 
 
 def build(db: Database, ready: dict) -> Quart:
-    app = create_app("payments", ready)
+    app = create_app("payments", ready, scrape=[metrics.outbox_backlog(db)])
 
     @app.post("/accounts")
     async def create_account() -> Response:

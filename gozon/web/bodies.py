@@ -64,8 +64,10 @@ def query(kind: type[T], args: Mapping[str, str] | None = None) -> T:
 
 
 def _is_int(annotation: object) -> bool:
-    # int itself, or Annotated[int, Meta(...)]
-    return annotation is int or getattr(annotation, "__origin__", None) is int
+    # int, Annotated[int, Meta(...)], or either of them | None (e.g. `before_id`)
+    info = msgspec.inspect.type_info(annotation)
+    options = info.types if isinstance(info, msgspec.inspect.UnionType) else (info,)
+    return any(isinstance(option, msgspec.inspect.IntType) for option in options)
 
 
 def _sentence(message: str) -> str:
