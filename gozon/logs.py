@@ -48,7 +48,8 @@ def configure(service: str, *, fmt: str = "auto", level: str = "info") -> None:
         tail = [structlog.processors.ExceptionRenderer(
             structlog.tracebacks.ExceptionDictTransformer(show_locals=False))]
     else:
-        renderer = structlog.dev.ConsoleRenderer()
+        # Plain tracebacks: rich's would print local variables (request bodies, secrets).
+        renderer = structlog.dev.ConsoleRenderer(timestamp_key="ts", exception_formatter=structlog.dev.plain_traceback)
         tail = []
 
     handler = logging.StreamHandler(sys.stderr)

@@ -5,9 +5,13 @@ row locks. While the broker is down, rows wait and then go out oldest first."""
 
 from __future__ import annotations
 
+import time
+
 import anyio
+import msgspec
 import structlog
 
+from gozon import metrics
 from gozon.amqp.broker import BROKER_DOWN, Broker, BrokerUnavailable
 from gozon.amqp.publisher import publish_confirmed
 from gozon.db import DB_DOWN, Database, Unavailable, outbox
@@ -17,6 +21,15 @@ from gozon.runtime.retry import Retry
 from gozon.runtime.stop import unless_stopped
 
 log = structlog.get_logger("gozon.relay")
+
+
+class _About(msgspec.Struct):
+    """The part of any message that says which order it is about (for the log line)."""
+
+    order_id: int | None = None
+
+
+_about = msgspec.json.Decoder(_About)
 
 
 class OutboxRelay:
@@ -59,15 +72,21 @@ class OutboxRelay:
             rows = await outbox.claim(con, self.batch)
             if not rows:
                 return 0
+            sending = time.perf_counter()
             confirmed, error = await publish_confirmed(channel, rows)
             # Shielded: once the broker confirmed, recording it must not be cut short.
             with anyio.CancelScope(shield=True):
                 await outbox.mark_sent(con, confirmed)
         published = set(confirmed)
+        # Consumers may see a message before its confirm comes back: the duration lets
+        # `gozon trace` place the line where publishing began.
+        duration_ms = round((time.perf_counter() - sending) * 1000, 2)
+        metrics.OUTBOX_PUBLISHED.inc(len(published))
         for row in rows:
             if row.id in published:
                 log.info("outbox published", message_id=str(row.message_id), trace_id=row.trace_id,
-                         message_type=row.message_type, routing_key=row.routing_key or row.exchange)
+                         order_id=_about.decode(row.payload).order_id, message_type=row.message_type,
+                         routing_key=row.routing_key or row.exchange, duration_ms=duration_ms)
         if error is not None:
             raise BrokerUnavailable(f"{len(rows) - len(confirmed)} of {len(rows)} not confirmed: {error!r}")
         return len(rows)

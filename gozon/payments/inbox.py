@@ -22,10 +22,12 @@ def handler(db: Database):
             log.info("payment request received", amount=request.amount, redelivered=delivery.redelivered)
             async with db.acquire() as con:
                 result = await store.pay(con, delivery.message_id, request, delivery.trace_id)
-            if result is not None:
-                if result.status == "success":
-                    log.info("payment debited", amount=request.amount)
-                else:
-                    log.info("payment refused", reason=result.reason)
+                # Logged as soon as it committed, before the connection's release (a round
+                # trip) gives the relay, woken by that commit, time to log its publish first.
+                if result is not None:
+                    if result.status == "success":
+                        log.info("payment debited", amount=request.amount)
+                    else:
+                        log.info("payment refused", reason=result.reason)
 
     return handle
