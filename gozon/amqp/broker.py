@@ -10,7 +10,7 @@ aio-pika's robust classes.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 
 import aio_pika
 import aiormq.exceptions
@@ -19,6 +19,7 @@ import structlog
 from aio_pika.abc import AbstractChannel, AbstractConnection
 
 from gozon.amqp import topology
+from gozon.runtime.resource import Resource, in_background
 from gozon.runtime.retry import Retry
 from gozon.runtime.tasks import task_group
 
@@ -33,19 +34,12 @@ class BrokerUnavailable(Exception):
 BROKER_DOWN = (OSError, TimeoutError, aiormq.exceptions.AMQPConnectionError, BrokerUnavailable)
 
 
-class Broker:
+class Broker(Resource):
     def __init__(self, url: str) -> None:
+        super().__init__()
         self.url = url
         self._connection: AbstractConnection | None = None
-        self._up = anyio.Event()
-        self._down = anyio.Event()
-
-    @property
-    def ready(self) -> bool:
-        return self._up.is_set()
-
-    async def wait_ready(self) -> None:
-        await self._up.wait()
+        self._lost = anyio.Event()
 
     async def connect_forever(self) -> None:
         retry = Retry("broker unavailable, retrying", log)
@@ -57,8 +51,8 @@ class Broker:
                 # yet); like a broker that is down, it is waited out, not a crash.
                 await retry.failed(exc)
                 continue
-            down = anyio.Event()
-            connection.close_callbacks.add(lambda *_, down=down: down.set())
+            lost = anyio.Event()
+            connection.close_callbacks.add(lambda *_, lost=lost: lost.set())
             try:
                 async with connection.channel() as channel:
                     await topology.declare(channel)
@@ -67,13 +61,13 @@ class Broker:
                 await retry.failed(exc)
                 continue
             retry.succeeded()
-            self._connection, self._down = connection, down
-            self._up.set()
+            self._connection, self._lost = connection, lost
+            self._up()
             log.info("broker connected")
             try:
-                await down.wait()
+                await lost.wait()
             finally:
-                self._up = anyio.Event()
+                self._down()
                 self._connection = None
                 await _close(connection)
             log.warning("broker connection lost")
@@ -85,8 +79,8 @@ class Broker:
         Raises:
             BrokerUnavailable: the connection dropped while the body ran.
         """
-        await self._up.wait()
-        connection, down = self._connection, self._down
+        await self.wait_ready()
+        connection, lost_connection = self._connection, self._lost
         assert connection is not None
         try:
             channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
@@ -100,7 +94,7 @@ class Broker:
 
                 async def watch() -> None:
                     nonlocal lost
-                    await down.wait()
+                    await lost_connection.wait()
                     lost = True
                     tg.cancel_scope.cancel()
 
@@ -132,14 +126,6 @@ async def _close(connection: AbstractConnection) -> None:
             pass
 
 
-@asynccontextmanager
-async def open_broker(url: str) -> AsyncIterator[Broker]:
+def open_broker(url: str) -> AbstractAsyncContextManager[Broker]:
     """A broker connection kept up in the background, closed on exit."""
-    broker = Broker(url)
-    try:
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(broker.connect_forever, name="broker.connect")
-            yield broker
-            tg.cancel_scope.cancel()
-    finally:
-        await broker.close()
+    return in_background(Broker(url))

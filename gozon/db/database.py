@@ -8,7 +8,7 @@ HTTP API answers 503 and actors wait on `wait_ready()`.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from urllib.parse import urlsplit, urlunsplit
 
 import anyio
@@ -16,6 +16,7 @@ import asyncpg
 import structlog
 
 from gozon.db.migrate import migrate
+from gozon.runtime.resource import Resource, in_background
 from gozon.runtime.retry import Retry
 
 log = structlog.get_logger("gozon.db")
@@ -37,20 +38,13 @@ class Unavailable(Exception):
     """The database is not reachable (yet)."""
 
 
-class Database:
+class Database(Resource):
     def __init__(self, dsn: str, migrations: Sequence[str], *, pool_size: int = 10) -> None:
+        super().__init__()
         self.dsn = dsn
         self.migrations = migrations
         self.pool_size = pool_size
         self._pool: asyncpg.Pool | None = None
-        self._ready = anyio.Event()
-
-    @property
-    def ready(self) -> bool:
-        return self._ready.is_set()
-
-    async def wait_ready(self) -> None:
-        await self._ready.wait()
 
     @asynccontextmanager
     async def acquire(self) -> AsyncIterator[asyncpg.Connection]:
@@ -85,7 +79,7 @@ class Database:
             except DB_DOWN as exc:
                 await retry.failed(exc, db=_database_name(self.dsn))
         log.info("database ready", db=_database_name(self.dsn))
-        self._ready.set()
+        self._up()
 
     async def close(self) -> None:
         if self._pool is not None:
@@ -94,17 +88,10 @@ class Database:
             self._pool.terminate()
 
 
-@asynccontextmanager
-async def open_database(dsn: str, migrations: Sequence[str], *, pool_size: int = 10) -> AsyncIterator[Database]:
+def open_database(dsn: str, migrations: Sequence[str], *,
+                  pool_size: int = 10) -> AbstractAsyncContextManager[Database]:
     """A database that connects in the background and closes its pool on exit."""
-    db = Database(dsn, migrations, pool_size=pool_size)
-    try:
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(db.connect_forever, name="database.connect")
-            yield db
-            tg.cancel_scope.cancel()
-    finally:
-        await db.close()
+    return in_background(Database(dsn, migrations, pool_size=pool_size))
 
 
 async def ensure_database(dsn: str) -> None:

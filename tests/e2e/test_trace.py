@@ -92,7 +92,7 @@ def test_trace_tells_scenario_1_from_click_to_websocket_frame(running: Stack, sh
     assert {r.get("trace_id") for _, r in records(running) if r.get("order_id") == order["id"]} == {trace_id}
 
     chain = [position(story, step) for step in CHAIN]
-    assert chain == sorted(chain), f"steps out of order: {list(zip(CHAIN, chain))}"
+    assert chain == sorted(chain), f"steps out of order: {list(zip(CHAIN, chain, strict=True))}"
     assert all(position(story, step) > chain[-1] for step in BRANCHES)
     elapsed = [float(_STEP.match(line)[1]) for line in story[1:]]
     assert elapsed == sorted(elapsed), "steps are not in time order"
