@@ -3,12 +3,16 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 GOZON_LOG_FORMAT=json bash deploy/setup.sh
-# tests/deploy parses docker-compose.yml with Debian's docker-compose (v1 needs no engine).
-if ! command -v docker-compose >/dev/null && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker-compose
+
+# Debian tools the tests use, installed when missing (as root): chromium for the browser
+# tests (Playwright drives the system browser and never downloads one), docker-compose
+# (v1 parses docker-compose.yml without an engine) for tests/deploy.
+missing=()
+command -v chromium >/dev/null || missing+=(chromium)
+command -v docker-compose >/dev/null || missing+=(docker-compose)
+if [ ${#missing[@]} -gt 0 ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"
 fi
-# tests/browser drive Debian's chromium through Playwright, which never downloads a browser here.
-if ! command -v chromium >/dev/null && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium
-fi
+
 exec .venv/bin/python -m pytest "$@"
