@@ -17,10 +17,15 @@ FORWARDED_REQUEST_HEADERS = ("content-type", "accept", "idempotency-key")
 FORWARDED_RESPONSE_HEADERS = ("content-type", "allow", "retry-after")
 
 
+# Idle connections are dropped well before the services' servers would close them
+# (gozon.web.server.KEEP_ALIVE_TIMEOUT), so a request never races such a close.
+PROXY_KEEPALIVE = 10.0
+
+
 def client(timeout: float) -> httpx.AsyncClient:
     return httpx.AsyncClient(
         timeout=httpx.Timeout(timeout, connect=min(timeout, 3.0)),
-        limits=httpx.Limits(max_connections=200, max_keepalive_connections=50),
+        limits=httpx.Limits(max_connections=200, max_keepalive_connections=64, keepalive_expiry=PROXY_KEEPALIVE),
     )
 
 

@@ -14,6 +14,10 @@ from hypercorn.config import Config
 from quart import Quart
 
 GRACEFUL_TIMEOUT = 3.0
+# Longer than clients keep idle connections (httpx and browsers: about 5 s; our proxy:
+# PROXY_KEEPALIVE): a server that closes first races the client's next request on that
+# connection, which then fails with no answer.
+KEEP_ALIVE_TIMEOUT = 30
 WS_PING_INTERVAL = 20
 
 
@@ -25,6 +29,7 @@ class HttpServer:
         self.config.errorlog = logging.getLogger("hypercorn.error")
         self.config.accesslog = None
         self.config.graceful_timeout = GRACEFUL_TIMEOUT
+        self.config.keep_alive_timeout = KEEP_ALIVE_TIMEOUT
         # Hypercorn pings WebSocket clients but ignores missing pongs; a peer that has
         # sent nothing (not even a pong) for three intervals is dead, and is closed.
         self.config.websocket_ping_interval = WS_PING_INTERVAL
