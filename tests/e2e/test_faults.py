@@ -356,7 +356,7 @@ class PrivateCluster:
     def __init__(self, port: int) -> None:
         bins = sorted(glob("/usr/lib/postgresql/*/bin/initdb"))
         if not bins:
-            pytest.skip("no initdb in /usr/lib/postgresql/*/bin")
+            pytest.fail("no initdb in /usr/lib/postgresql/*/bin: deploy/services.sh installs PostgreSQL")
         self.bin = Path(bins[-1]).parent
         self.port = port
         self.dir = Path(tempfile.mkdtemp(prefix=f"gozon-pg-{port}-"))
