@@ -127,7 +127,11 @@ class Process:
         return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
 
     def log_lines(self) -> list[str]:
-        return self.log_path.read_text(errors="replace").splitlines() if self.log_path.exists() else []
+        """The complete lines so far: one the process is still writing has no newline yet."""
+        if not self.log_path.exists():
+            return []
+        text = self.log_path.read_text(errors="replace")
+        return text[: text.rfind("\n") + 1].splitlines()
 
 
 class Stack:
