@@ -13,7 +13,7 @@ from quart import Quart, Response, request, websocket
 
 from gozon import metrics
 from gozon.gateway import pages, proxy
-from gozon.gateway.hub import PONG, Hub, Outgoing
+from gozon.gateway.hub import PONG, Connection, Hub, Outgoing
 from gozon.gateway.schemas import WsQuery
 from gozon.web import bodies
 from gozon.web.app import create_app
@@ -84,7 +84,9 @@ def build(hub: Hub, http: httpx.AsyncClient, *, orders_url: str, payments_url: s
     return app
 
 
-async def _serve(connection) -> None:
+async def _serve(connection: Connection) -> None:
+    """Send the connection's queue and answer pings until the client goes (Quart then
+    cancels this) or falls too far behind: then stop, even mid-send, and close it."""
     async with anyio.create_task_group() as tg:
 
         async def send() -> None:
@@ -93,12 +95,15 @@ async def _serve(connection) -> None:
                 metrics.WS_FRAMES_SENT.inc()
                 if frame.order_id is not None:
                     log.info("websocket frame sent", order_id=frame.order_id, trace_id=frame.trace_id)
-            # The queue was closed because it overflowed: this client is too slow.
-            await websocket.close(1013, "too slow; reconnect")
-            tg.cancel_scope.cancel()
+
+        async def receive() -> None:
+            while True:
+                if await websocket.receive() == "ping":
+                    connection.offer(Outgoing(PONG))
 
         tg.start_soon(send)
-        while True:
-            data = await websocket.receive()
-            if data == "ping":
-                connection.offer(Outgoing(PONG))
+        tg.start_soon(receive)
+        await connection.too_slow.wait()
+        tg.cancel_scope.cancel()
+    with anyio.move_on_after(1):
+        await websocket.close(1013, "too slow; reconnect")

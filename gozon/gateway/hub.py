@@ -46,14 +46,17 @@ class Connection:
     def __init__(self, user_id: int, queue_size: int) -> None:
         self.user_id = user_id
         self.outgoing: Mailbox[Outgoing] = Mailbox(queue_size)
-        self.overflowed = False
+        # Set when the queue overflowed: the client is too slow and is to be closed.
+        self.too_slow = anyio.Event()
 
     def offer(self, frame: Outgoing) -> bool:
         """Queue a frame; a full queue means the client is too slow: close it."""
         if self.outgoing.offer(frame):
             return True
-        self.overflowed = True
-        self.outgoing.close()
+        if not self.too_slow.is_set():
+            log.warning("slow websocket client closed", user_id=self.user_id, queue_size=len(self.outgoing))
+            self.too_slow.set()
+            self.outgoing.close()
         return False
 
 
@@ -86,10 +89,7 @@ class Hub:
         outgoing = Outgoing(_json.encode(frame).decode(), trace_id, result.order_id)
         queued = 0
         for connection in list(self._connections.get(result.user_id, ())):
-            if connection.offer(outgoing):
-                queued += 1
-            else:
-                log.warning("slow websocket client closed", user_id=result.user_id, queue_size=self.queue_size)
+            queued += connection.offer(outgoing)
         return queued
 
     async def run(self, stop: anyio.Event) -> None:
