@@ -18,7 +18,7 @@ log = structlog.get_logger("gozon.amqp")
 CONFIRM_TIMEOUT = 10.0
 
 
-def to_amqp(row: Pending, headers: dict | None = None) -> aio_pika.Message:
+def to_amqp(row: Pending) -> aio_pika.Message:
     return aio_pika.Message(
         row.payload.encode(),
         message_id=str(row.message_id),
@@ -26,7 +26,6 @@ def to_amqp(row: Pending, headers: dict | None = None) -> aio_pika.Message:
         type=row.message_type,
         content_type="application/json",
         delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
-        headers=headers,
     )
 
 
