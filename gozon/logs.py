@@ -62,9 +62,9 @@ def configure(service: str, *, fmt: str = "auto", level: str = "info") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
-    # Chatty at INFO about every channel, connection and proxied request (the gateway
-    # logs its own line per request); warnings still come through.
-    for name in ("aiormq", "aio_pika", "httpx"):
+    # Chatty at INFO about every channel and connection; warnings still come through.
+    # (The proxy's aiohttp client logs nothing per request; the gateway logs its own line.)
+    for name in ("aiormq", "aio_pika"):
         logging.getLogger(name).setLevel(max(root.level, logging.WARNING))
     # It logs every failed connect at ERROR; our Broker says the same once, as a warning.
     logging.getLogger("aiormq.connection").setLevel(logging.CRITICAL)
