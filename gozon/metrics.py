@@ -17,13 +17,7 @@ Each service is a process of its own and uses the default registry (which adds t
 
 from __future__ import annotations
 
-import math
-from collections.abc import Awaitable, Callable
-
-import anyio
 from prometheus_client import Counter, Gauge, Histogram
-
-from gozon.db import Database, Unavailable, outbox
 
 HTTP_REQUESTS = Histogram(
     "gozon_http_request_duration_seconds", "HTTP requests and how long they took, by route and status",
@@ -44,9 +38,6 @@ ACTOR_RESTARTS = Counter("gozon_actor_restarts", "Crashed actors restarted", ["a
 UNMATCHED = "unmatched"
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
-# A scrape must answer promptly even when the database does not.
-SCRAPE_TIMEOUT = 1.0
-
 
 def observe_request(method: str, route: str | None, status: int, seconds: float) -> None:
     HTTP_REQUESTS.labels(method if method in _METHODS else "other", route or UNMATCHED, str(status)).observe(seconds)
@@ -54,21 +45,3 @@ def observe_request(method: str, route: str | None, status: int, seconds: float)
 
 def actor_restarted(name: str) -> None:
     ACTOR_RESTARTS.labels(actor=name).inc()
-
-
-def outbox_backlog(db: Database) -> Callable[[], Awaitable[None]]:
-    """A scrape hook that reads the outbox backlog of `db` into its gauges."""
-
-    async def refresh() -> None:
-        # Not a number while the database cannot say: a stale figure would mislead.
-        pending, age = math.nan, math.nan
-        with anyio.move_on_after(SCRAPE_TIMEOUT):
-            try:
-                async with db.acquire() as con:
-                    pending, age = await outbox.backlog(con)
-            except Unavailable:
-                pass  # the rest of the page is still worth serving
-        OUTBOX_PENDING.set(pending)
-        OUTBOX_OLDEST_AGE.set(age)
-
-    return refresh

@@ -26,3 +26,9 @@ def trace_id_from(headers: Mapping[str, str]) -> str:
     if _REQUEST_ID.match(request_id):
         return request_id
     return new_trace_id()
+
+
+def trusted(trace_id: str | None) -> str | None:
+    """`trace_id` if it is a short printable id (as one we made or took would be), None
+    otherwise: an AMQP property is untrusted input, never stored or logged as it came."""
+    return trace_id if trace_id is not None and _REQUEST_ID.fullmatch(trace_id) else None

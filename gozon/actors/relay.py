@@ -8,28 +8,20 @@ from __future__ import annotations
 import time
 
 import anyio
-import msgspec
 import structlog
 
 from gozon import metrics
-from gozon.amqp.broker import BROKER_DOWN, Broker, BrokerUnavailable
+from gozon.amqp.broker import Broker, Channel
 from gozon.amqp.publisher import publish_confirmed
-from gozon.db import DB_DOWN, Database, Unavailable, outbox
+from gozon.db import Database, outbox
 from gozon.db.listen import listen_forever
+from gozon.errors import BrokerUnavailable, Transient
 from gozon.runtime import Mailbox
 from gozon.runtime.retry import Retry
 from gozon.runtime.stop import unless_stopped
+from gozon.runtime.tasks import task_group
 
 log = structlog.get_logger("gozon.relay")
-
-
-class _About(msgspec.Struct):
-    """The part of any message that says which order it is about (for the log line)."""
-
-    order_id: int | None = None
-
-
-_about = msgspec.json.Decoder(_About)
 
 
 class OutboxRelay:
@@ -38,56 +30,51 @@ class OutboxRelay:
         self.broker = broker
         self.batch = batch
         self.poll_interval = poll_interval
-        # A doorbell: one pending ring is enough, more would say nothing new.
-        self._bell: Mailbox[None] = Mailbox(1)
-
-    def wake(self) -> None:
-        self._bell.offer(None)
 
     async def run(self, stop: anyio.Event) -> None:
         if not await unless_stopped(stop, self.db.wait_ready()):
             return
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(listen_forever, self.db.dsn, "outbox", self.wake, name="relay.listen")
-            retry = Retry("relay paused", log)
-            while await unless_stopped(stop, self.broker.wait_ready()):
-                try:
-                    async with self.broker.session() as channel:
-                        retry.succeeded()
-                        await self._relay(channel, stop)
-                except (BrokerUnavailable, Unavailable, *BROKER_DOWN, *DB_DOWN) as exc:
-                    await retry.failed(exc, stop)
-            tg.cancel_scope.cancel()
+        # A doorbell: one pending ring is enough, more would say nothing new.
+        with Mailbox[None](1) as bell:
+            async with task_group() as tg:
+                tg.start_soon(listen_forever, self.db.dsn, "outbox", lambda: bell.offer(None), name="relay.listen")
+                retry = Retry("relay paused", log)
+                while await unless_stopped(stop, self.broker.wait_ready()):
+                    try:
+                        async with self.broker.session() as channel:
+                            retry.succeeded()
+                            await self._relay(channel, bell, stop)
+                    except Transient as exc:
+                        await retry.failed(exc, stop)
+                tg.cancel_scope.cancel()
 
-    async def _relay(self, channel, stop: anyio.Event) -> None:
+    async def _relay(self, channel: Channel, bell: Mailbox[None], stop: anyio.Event) -> None:
         while not stop.is_set():
             sent = await self.publish_batch(channel)
             if sent < self.batch:
                 with anyio.move_on_after(self.poll_interval):
-                    await unless_stopped(stop, self._bell.get())
+                    await unless_stopped(stop, bell.get())
 
-    async def publish_batch(self, channel) -> int:
+    async def publish_batch(self, channel: Channel) -> int:
         """Publish one batch; returns how many rows were claimed."""
         async with self.db.acquire() as con, con.transaction():
             rows = await outbox.claim(con, self.batch)
             if not rows:
                 return 0
             sending = time.perf_counter()
-            confirmed, error = await publish_confirmed(channel, rows)
+            confirmed, error = await publish_confirmed(channel, [row.envelope for row in rows])
             # Shielded: once the broker confirmed, recording it must not be cut short.
             with anyio.CancelScope(shield=True):
-                await outbox.mark_sent(con, confirmed)
-        published = set(confirmed)
+                await outbox.mark_sent(con, [rows[i].id for i in confirmed])
         # Consumers may see a message before its confirm comes back: the duration lets
         # `gozon trace` place the line where publishing began.
         duration_ms = round((time.perf_counter() - sending) * 1000, 2)
-        metrics.OUTBOX_PUBLISHED.inc(len(published))
-        for row in rows:
-            if row.id in published:
-                log.info("outbox published", message_id=str(row.message_id), trace_id=row.trace_id,
-                         order_id=_about.decode(row.payload).order_id, message_type=row.message_type,
-                         routing_key=row.routing_key or row.exchange, duration_ms=duration_ms)
+        metrics.OUTBOX_PUBLISHED.inc(len(confirmed))
+        for i in confirmed:
+            sent = rows[i].envelope
+            log.info("outbox published", message_id=str(sent.message_id), trace_id=sent.trace_id,
+                     message_type=sent.message_type, destination=sent.routing_key or sent.exchange,
+                     duration_ms=duration_ms)
         if error is not None:
             raise BrokerUnavailable(f"{len(rows) - len(confirmed)} of {len(rows)} not confirmed: {error!r}")
         return len(rows)
-

@@ -3,21 +3,27 @@ start and then every `every` seconds; a database that is down just skips a round
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Mapping
+from datetime import timedelta
 
 import anyio
 import structlog
 
-from gozon.db import DB_DOWN, Database, Unavailable
+from gozon.config import Settings
+from gozon.db import Connection, Database, inbox, outbox
+from gozon.errors import Transient
 from gozon.runtime.stop import unless_stopped
 
 log = structlog.get_logger("gozon.retention")
 
+# Deletes what is past keeping in one table; returns how many rows went.
+Purge = Callable[[Connection], Awaitable[int]]
+
 
 class Retention:
-    def __init__(self, db: Database, statements: Sequence[str], *, every: float = 600.0) -> None:
+    def __init__(self, db: Database, purges: Mapping[str, Purge], *, every: float) -> None:
         self.db = db
-        self.statements = statements
+        self.purges = purges
         self.every = every
 
     async def run(self, stop: anyio.Event) -> None:
@@ -26,19 +32,18 @@ class Retention:
         while True:
             try:
                 async with self.db.acquire() as con:
-                    for statement in self.statements:
-                        result = await con.execute(statement)
-                        if not result.endswith(" 0"):
-                            log.info("purged", statement=statement.split(" WHERE")[0], result=result)
-            except (Unavailable, *DB_DOWN) as exc:
+                    for table, purge in self.purges.items():
+                        if rows := await purge(con):
+                            log.info("purged", table=table, rows=rows)
+            except Transient as exc:
                 log.warning("purge skipped", error=str(exc))
             if not await unless_stopped(stop, anyio.sleep(self.every)):
                 return
 
 
-def outbox_and_inbox(outbox_hours: float) -> list[str]:
-    """What every service purges: outbox rows sent long ago, inbox ids older than 7 days."""
-    return [
-        f"DELETE FROM outbox WHERE sent_at < now() - interval '{float(outbox_hours)} hours'",
-        "DELETE FROM inbox WHERE received_at < now() - interval '7 days'",
-    ]
+def outbox_and_inbox(settings: Settings) -> dict[str, Purge]:
+    """What every service with an outbox and an inbox purges, kept as `settings` say."""
+    return {
+        "outbox": lambda con: outbox.purge(con, timedelta(hours=settings.outbox_retention_hours)),
+        "inbox": lambda con: inbox.purge(con, timedelta(days=settings.inbox_retention_days)),
+    }

@@ -19,25 +19,26 @@ import structlog
 from aio_pika.abc import AbstractChannel, AbstractConnection
 
 from gozon.amqp import topology
+from gozon.errors import BrokerUnavailable
 from gozon.runtime.resource import Resource, in_background
 from gozon.runtime.retry import Retry
 from gozon.runtime.tasks import task_group
 
 log = structlog.get_logger("gozon.amqp")
 
+# A channel of a session, for the code that publishes and consumes on it.
+Channel = AbstractChannel
 
-class BrokerUnavailable(Exception):
-    """The connection to RabbitMQ is down."""
-
-
-# The broker went away or refused us: wait for the reconnect, never a crash.
-BROKER_DOWN = (OSError, TimeoutError, aiormq.exceptions.AMQPConnectionError, BrokerUnavailable)
+# What aio-pika raises when the broker went away or refused us: an outage to wait out
+# (as `BrokerUnavailable`), never a crash.
+DOWN = (OSError, TimeoutError, aiormq.exceptions.AMQPConnectionError, BrokerUnavailable)
 
 
 class Broker(Resource):
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, name: str = "gozon") -> None:
         super().__init__()
         self.url = url
+        self.name = name
         self._connection: AbstractConnection | None = None
         self._lost = anyio.Event()
 
@@ -45,8 +46,9 @@ class Broker(Resource):
         retry = Retry("broker unavailable, retrying", log)
         while True:
             try:
-                connection = await aio_pika.connect(self.url, timeout=5)
-            except (*BROKER_DOWN, aiormq.exceptions.AMQPError) as exc:
+                # Named, so that operators (and tests) tell the processes' connections apart.
+                connection = await aio_pika.connect(self.url, timeout=5, client_properties={"connection_name": self.name})
+            except (*DOWN, aiormq.exceptions.AMQPError) as exc:
                 # AMQPError: refused by a broker that is up (e.g. its vhost is not there
                 # yet); like a broker that is down, it is waited out, not a crash.
                 await retry.failed(exc)
@@ -56,7 +58,7 @@ class Broker(Resource):
             try:
                 async with connection.channel() as channel:
                     await topology.declare(channel)
-            except BROKER_DOWN as exc:
+            except DOWN as exc:
                 await _close(connection)
                 await retry.failed(exc)
                 continue
@@ -86,7 +88,7 @@ class Broker(Resource):
             channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
             if prefetch:
                 await channel.set_qos(prefetch_count=prefetch)
-        except BROKER_DOWN as exc:
+        except DOWN as exc:
             raise BrokerUnavailable(str(exc)) from exc
         lost = False
         try:
@@ -101,14 +103,14 @@ class Broker(Resource):
                 tg.start_soon(watch)
                 yield channel
                 tg.cancel_scope.cancel()
-        except BROKER_DOWN as exc:
+        except DOWN as exc:
             raise BrokerUnavailable(str(exc) or type(exc).__name__) from exc
         finally:
             with anyio.move_on_after(2, shield=True):
                 if not channel.is_closed:
                     try:
                         await channel.close()
-                    except BROKER_DOWN:
+                    except DOWN:
                         pass
         if lost:
             raise BrokerUnavailable("connection lost")
@@ -122,10 +124,10 @@ async def _close(connection: AbstractConnection) -> None:
     with anyio.move_on_after(2, shield=True):
         try:
             await connection.close()
-        except BROKER_DOWN:
+        except DOWN:
             pass
 
 
-def open_broker(url: str) -> AbstractAsyncContextManager[Broker]:
-    """A broker connection kept up in the background, closed on exit."""
-    return in_background(Broker(url))
+def open_broker(url: str, name: str = "gozon") -> AbstractAsyncContextManager[Broker]:
+    """A broker connection named `name`, kept up in the background, closed on exit."""
+    return in_background(Broker(url, name))

@@ -1,13 +1,25 @@
-"""Consuming a queue with a fixed number of workers: deliveries pass through a bounded
-mailbox (prefetch bounds it too), each is handled and then acked — after the handler's
-transaction committed. A body that cannot be decoded is dead-lettered with the reason;
-a handler that finds a dependency down has the message requeued.
+"""Consuming a queue: the whole path of a delivery, from the broker to its ack.
+
+    queue → bounded mailbox → N workers: take what waits (up to a batch) → decode →
+    handler (commits the batch's changes in one transaction) → ack each
+
+A worker never waits for company: under light load a batch is one message, under
+heavy load batches grow by themselves. A body or message id no retry can make valid
+(`Poison`, from decoding or from the handler) goes to `<queue>.dlq` with its reason,
+then is acked. A handler that finds a dependency down (`Transient`) has its batch kept
+and retried with backoff, acked only once its changes committed; a drain leaves it
+unacked, so the broker redelivers it. Any other failure of a batch is retried message
+by message, so one bad message never fails the others; alone, a message whose handling
+keeps failing (a bug) is tried `ATTEMPTS` times, then dead-lettered with the error as
+its reason: no single message stops a consumer. A lost connection ends the session, and
+the actor opens the next once the broker is back.
 """
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Generic, TypeVar
 
 import aio_pika
 import anyio
@@ -15,107 +27,175 @@ import msgspec
 import structlog
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractQueue
 
-from gozon import metrics
-from gozon.amqp.broker import BROKER_DOWN
+from gozon import metrics, tracing
+from gozon.amqp.broker import DOWN, Broker
 from gozon.amqp.topology import DEAD_LETTERS, dead_letter_queue
-from gozon.db.database import DB_DOWN, Unavailable
-from gozon.runtime import Mailbox
+from gozon.errors import Poison, Transient
+from gozon.runtime import Backoff, Mailbox
 from gozon.runtime.retry import Retry
+from gozon.runtime.stop import unless_stopped
 from gozon.runtime.tasks import task_group
 
 log = structlog.get_logger("gozon.amqp")
 
+# How often a message whose handling fails (not for an outage) is tried before it is
+# dead-lettered, and the pauses between the tries.
+ATTEMPTS = 3
+BUG_BACKOFF = Backoff(initial=0.1, cap=1.0)
 
-class Delivery(msgspec.Struct, frozen=True, kw_only=True):
+T = TypeVar("T")
+
+# Finds the queue to consume on a session's channel (see `topology`).
+QueueOf = Callable[[AbstractChannel], Awaitable[AbstractQueue]]
+
+
+class Delivery(msgspec.Struct, Generic[T], frozen=True, kw_only=True):
+    """A decoded message: its body and the properties a handler may use."""
+
     message_id: uuid.UUID
     trace_id: str | None
-    body: msgspec.Struct
+    body: T
     redelivered: bool
 
 
-class Poison(Exception):
-    """A message that no retry can make valid."""
+# Handles a batch of deliveries: commits all their changes, or raises.
+Handler = Callable[[Sequence[Delivery[T]]], Awaitable[None]]
 
 
-def decode(message: AbstractIncomingMessage, decoder: msgspec.json.Decoder) -> Delivery:
-    try:
-        message_id = uuid.UUID(message.message_id or "")
-    except ValueError:
-        raise Poison(f"message_id is not a UUID: {message.message_id!r}") from None
-    try:
-        body = decoder.decode(message.body)
-    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-        raise Poison(str(exc)) from None
-    return Delivery(message_id=message_id, trace_id=message.correlation_id, body=body,
-                    redelivered=message.redelivered)
+class Consumer(Generic[T]):
+    """The consumer actor: consumes one queue for as long as the process runs,
+    re-opening its channel after the broker comes back.
 
+    Args:
+        body: the message type; a body that does not decode to it is poison.
+        batch: the most deliveries handed to the handler at once.
+        ready: awaited before consuming (e.g. the database the handler needs).
+        dead_letters: False for a queue without a `.dlq`, whose poison is logged and dropped.
+    """
 
-async def consume(
-    channel: AbstractChannel,
-    queue: AbstractQueue,
-    decoder: msgspec.json.Decoder,
-    handle: Callable[[Delivery], Awaitable[None]],
-    *,
-    workers: int,
-    stop: anyio.Event,
-    dead_letters: bool = True,
-) -> None:
-    """Consume until `stop` is set, then stop the consumer, finish what arrived, return.
-    Poison goes to `<queue>.dlq` with its reason, or (`dead_letters=False`, for queues
-    without one) is logged and dropped."""
-    mailbox: Mailbox[AbstractIncomingMessage] = Mailbox(workers * 4)
+    def __init__(self, broker: Broker, queue: QueueOf, body: type[T], handle: Handler[T], *, workers: int,
+                 batch: int = 1, ready: Callable[[], Awaitable[None]] | None = None,
+                 dead_letters: bool = True) -> None:
+        self.broker = broker
+        self.batch = batch
+        self.queue = queue
+        self.decoder = msgspec.json.Decoder(body)
+        self.handle = handle
+        self.workers = workers
+        self.ready = ready
+        self.dead_letters = dead_letters
 
-    async def on_message(message: AbstractIncomingMessage) -> None:
-        try:
-            await mailbox.put(message)
-        except anyio.ClosedResourceError:
-            await message.nack(requeue=True)
-
-    async def work() -> None:
-        async for message in mailbox:
-            await _process(channel, queue.name, message, decoder, handle, dead_letters)
-
-    async with task_group() as tg:
-        for n in range(workers):
-            tg.start_soon(work, name=f"{queue.name}.worker{n}")
-        tag = await queue.consume(on_message)
-        log.info("consuming", queue=queue.name, workers=workers)
-        await stop.wait()
-        with anyio.move_on_after(5, shield=True):
-            await queue.cancel(tag)
-        mailbox.close()
-
-
-async def _process(channel: AbstractChannel, queue: str, message: AbstractIncomingMessage,
-                   decoder: msgspec.json.Decoder, handle: Callable[[Delivery], Awaitable[None]],
-                   dead_letters: bool) -> None:
-    with structlog.contextvars.bound_contextvars(
-        message_id=message.message_id, trace_id=message.correlation_id, queue=queue
-    ):
-        try:
-            delivery = decode(message, decoder)
-        except Poison as exc:
-            if dead_letters:
-                await _dead_letter(channel, queue, message, str(exc))
-            else:
-                log.error("poison message dropped", reason=str(exc))
-                await _settle(message.ack)
+    async def run(self, stop: anyio.Event) -> None:
+        if self.ready is not None and not await unless_stopped(stop, self.ready()):
             return
-        retry = Retry("database unavailable, will retry the message", log)
+        retry = Retry("consumer paused", log)
+        while await unless_stopped(stop, self.broker.wait_ready()):
+            try:
+                async with self.broker.session(prefetch=self.workers * self.batch * 2) as channel:
+                    retry.succeeded()
+                    await self._consume(channel, await self.queue(channel), stop)
+            except DOWN as exc:
+                await retry.failed(exc, stop)
+
+    async def _consume(self, channel: AbstractChannel, queue: AbstractQueue, stop: anyio.Event) -> None:
+        """Consume until `stop` is set, then cancel the consumer, finish what arrived, return."""
+        with Mailbox[AbstractIncomingMessage](self.workers * self.batch * 2) as mailbox:
+
+            async def on_message(message: AbstractIncomingMessage) -> None:
+                try:
+                    await mailbox.put(message)
+                except anyio.ClosedResourceError:
+                    await message.nack(requeue=True)
+
+            async def work() -> None:
+                async for message in mailbox:
+                    await self._process(channel, queue.name, [message, *mailbox.waiting(self.batch - 1)], stop)
+
+            async with task_group() as tg:
+                for n in range(self.workers):
+                    tg.start_soon(work, name=f"{queue.name}.worker{n}")
+                tag = await queue.consume(on_message)
+                log.info("consuming", queue=queue.name, workers=self.workers)
+                await stop.wait()
+                with anyio.move_on_after(5, shield=True):
+                    await queue.cancel(tag)
+                mailbox.close()
+
+    async def _process(self, channel: AbstractChannel, queue: str, messages: list[AbstractIncomingMessage],
+                       stop: anyio.Event) -> None:
+        batch = []
+        for message in messages:
+            try:
+                batch.append((message, self._decode(message)))
+            except Poison as exc:
+                await self._reject(channel, queue, message, str(exc))
+        if batch:
+            await self._handle(channel, queue, batch, stop)
+
+    async def _handle(self, channel: AbstractChannel, queue: str,
+                      batch: list[tuple[AbstractIncomingMessage, Delivery[T]]], stop: anyio.Event) -> None:
+        retry = Retry("dependency unavailable, will retry the messages", log)
+        failures = 0
         while True:
             try:
-                await handle(delivery)
+                await self.handle([delivery for _, delivery in batch])
                 break
-            except (Unavailable, *DB_DOWN) as exc:
-                # Keep the message and retry: it is acked only after its change committed.
-                await retry.failed(exc)
-        metrics.INBOX_PROCESSED.inc()
-        await _settle(message.ack)
+            except Transient as exc:
+                # Kept and retried: they are acked only after their changes committed.
+                if not await retry.failed(exc, stop, messages=len(batch)):
+                    return  # draining: left unacked, the broker redelivers them
+            except Exception as exc:
+                if len(batch) > 1:
+                    log.warning("batch failed, handling its messages one by one", messages=len(batch),
+                                error=f"{type(exc).__name__}: {exc}")
+                    for one in batch:
+                        await self._handle(channel, queue, [one], stop)
+                    return
+                failures += 1
+                if isinstance(exc, Poison) or failures >= ATTEMPTS:
+                    reason = str(exc) if isinstance(exc, Poison) else f"{type(exc).__name__}: {exc}"
+                    await self._reject(channel, queue, batch[0][0], reason, exc)
+                    return
+                log.warning("message failed, trying it again", attempt=failures, message_id=batch[0][0].message_id,
+                            error=f"{type(exc).__name__}: {exc}")
+                if not await unless_stopped(stop, anyio.sleep(BUG_BACKOFF.delay(failures - 1))):
+                    return
+        metrics.INBOX_PROCESSED.inc(len(batch))
+        for message, _ in batch:
+            await _settle(message.ack)
+
+    def _decode(self, message: AbstractIncomingMessage) -> Delivery[T]:
+        try:
+            message_id = uuid.UUID(message.message_id or "")
+        except ValueError:
+            raise Poison(f"message_id is not a UUID: {message.message_id!r}") from None
+        try:
+            body = self.decoder.decode(message.body)
+        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+            raise Poison(str(exc)) from None
+        trace_id = tracing.trusted(message.correlation_id)
+        if trace_id is None:
+            trace_id = tracing.new_trace_id()
+            log.warning("untrusted trace id replaced", message_id=str(message_id), trace_id=trace_id)
+        return Delivery(message_id=message_id, trace_id=trace_id, body=body, redelivered=message.redelivered)
+
+    async def _reject(self, channel: AbstractChannel, queue: str, message: AbstractIncomingMessage,
+                      reason: str, error: BaseException | None = None) -> None:
+        # A bug's traceback is logged; a poison message's reason says it all.
+        exc_info = None if error is None or isinstance(error, Poison) else error
+        with structlog.contextvars.bound_contextvars(message_id=message.message_id,
+                                                    trace_id=tracing.trusted(message.correlation_id), queue=queue):
+            if self.dead_letters:
+                log.error("poison message dead-lettered", reason=reason, dlq=dead_letter_queue(queue),
+                          exc_info=exc_info)
+                await _dead_letter(channel, queue, message, reason)
+            else:
+                log.error("poison message dropped", reason=reason, exc_info=exc_info)
+                await _settle(message.ack)
 
 
 async def _dead_letter(channel: AbstractChannel, queue: str, message: AbstractIncomingMessage, reason: str) -> None:
     """Publish the body to `<queue>.dlq` with our reason (under a confirm), then ack it."""
-    log.error("poison message dead-lettered", reason=reason, dlq=dead_letter_queue(queue))
     dlx = await channel.get_exchange(DEAD_LETTERS, ensure=False)
     # A message without an id gets a random one when re-published: the header keeps
     # what the original really carried.
@@ -144,5 +224,5 @@ async def _settle(action: Callable[[], Awaitable[None]]) -> None:
     with anyio.CancelScope(shield=True):
         try:
             await action()
-        except BROKER_DOWN as exc:
+        except DOWN as exc:
             log.warning("could not settle the message, it will be redelivered", error=str(exc) or type(exc).__name__)

@@ -8,50 +8,50 @@ from collections.abc import Sequence
 
 import aio_pika
 import anyio
-import structlog
 from aio_pika.abc import AbstractChannel, AbstractExchange
 
-from gozon.db.outbox import Pending
-
-log = structlog.get_logger("gozon.amqp")
+from gozon.messages import DEFAULT_EXCHANGE, Envelope
+from gozon.runtime.tasks import task_group
 
 CONFIRM_TIMEOUT = 10.0
 
 
-def to_amqp(row: Pending) -> aio_pika.Message:
+def to_amqp(envelope: Envelope) -> aio_pika.Message:
     return aio_pika.Message(
-        row.payload.encode(),
-        message_id=str(row.message_id),
-        correlation_id=row.trace_id,
-        type=row.message_type,
+        envelope.body,
+        message_id=str(envelope.message_id),
+        correlation_id=envelope.trace_id,
+        type=envelope.message_type,
         content_type="application/json",
         delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
     )
 
 
-async def publish_confirmed(channel: AbstractChannel, rows: Sequence[Pending]) -> tuple[list[int], BaseException | None]:
-    """Publish `rows` at once and wait for their confirms.
+async def publish_confirmed(channel: AbstractChannel,
+                            envelopes: Sequence[Envelope]) -> tuple[list[int], BaseException | None]:
+    """Publish `envelopes` at once and wait for their confirms.
 
-    Returns the ids of the rows the broker confirmed and the first error seen, if any;
-    a row that was not confirmed stays pending and goes out again later.
+    Returns the positions (in `envelopes`) the broker confirmed and the first error
+    seen, if any; what was not confirmed is the caller's to send again later.
     """
     exchanges: dict[str, AbstractExchange] = {}
-    for name in {row.exchange for row in rows}:
-        exchanges[name] = channel.default_exchange if name == "" else await channel.get_exchange(name, ensure=False)
+    for name in {e.exchange for e in envelopes}:
+        exchanges[name] = (channel.default_exchange if name == DEFAULT_EXCHANGE
+                           else await channel.get_exchange(name, ensure=False))
 
     confirmed: list[int] = []
     errors: list[BaseException] = []
 
-    async def publish(row: Pending) -> None:
+    async def publish(position: int, envelope: Envelope) -> None:
         try:
             with anyio.fail_after(CONFIRM_TIMEOUT):
-                await exchanges[row.exchange].publish(to_amqp(row), routing_key=row.routing_key)
-        except Exception as exc:  # reported to the caller, who keeps the row pending
+                await exchanges[envelope.exchange].publish(to_amqp(envelope), routing_key=envelope.routing_key)
+        except Exception as exc:  # reported to the caller, who keeps it pending
             errors.append(exc)
         else:
-            confirmed.append(row.id)
+            confirmed.append(position)
 
-    async with anyio.create_task_group() as tg:
-        for row in rows:
-            tg.start_soon(publish, row)
+    async with task_group() as tg:
+        for position, envelope in enumerate(envelopes):
+            tg.start_soon(publish, position, envelope)
     return sorted(confirmed), (errors[0] if errors else None)

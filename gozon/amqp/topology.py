@@ -1,21 +1,23 @@
-"""Names of spec §4 and their idempotent declaration.
+"""The queues and exchanges of spec §4 (names from the wire contract) and their
+idempotent declaration.
 
     orders_queue            quorum queue: orders outbox → payments inbox
     payment_events_fanout   fanout exchange: payments outbox → everyone
     payments_results_queue  quorum queue bound to the fanout → orders inbox
+    gateway.<replica id>    durable queue per gateway replica bound to the fanout, x-expires
     gozon.dlx               direct exchange; <queue>.dlq receives <queue>'s poison
 """
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+
 import aio_pika
 from aio_pika.abc import AbstractChannel, AbstractQueue
 
-ORDERS_QUEUE = "orders_queue"
-PAYMENT_EVENTS = "payment_events_fanout"
-PAYMENTS_RESULTS_QUEUE = "payments_results_queue"
+from gozon.messages import ORDERS_QUEUE, PAYMENT_EVENTS, PAYMENTS_RESULTS_QUEUE
+
 DEAD_LETTERS = "gozon.dlx"
-DEFAULT_EXCHANGE = ""
 
 # Past this many redeliveries (e.g. a message that crashes its consumer every time)
 # the broker dead-letters the message instead of looping on it.
@@ -49,9 +51,24 @@ async def declare(channel: AbstractChannel) -> None:
     await results.bind(fanout)
 
 
-async def declare_private_queue(channel: AbstractChannel) -> AbstractQueue:
-    """A server-named exclusive queue bound to the fanout: one per gateway replica,
-    gone with its connection."""
-    queue = await channel.declare_queue("", exclusive=True, auto_delete=True)
-    await queue.bind(PAYMENT_EVENTS)
-    return queue
+def gateway_queue(replica_id: str, *, expires: float) -> Callable[[AbstractChannel], Awaitable[AbstractQueue]]:
+    """How a gateway replica finds its own durable queue on the fanout, `gateway.<id>`:
+    declared (bound) on every session, so results published while its connection was
+    down wait there; the broker deletes it once the replica is gone `expires` seconds."""
+
+    async def declare(channel: AbstractChannel) -> AbstractQueue:
+        queue = await channel.declare_queue(f"gateway.{replica_id}", durable=True,
+                                            arguments={"x-expires": int(expires * 1000)})
+        await queue.bind(PAYMENT_EVENTS)
+        return queue
+
+    return declare
+
+
+def named_queue(name: str) -> Callable[[AbstractChannel], Awaitable[AbstractQueue]]:
+    """How a consumer finds the durable queue `name` on its channel (declared at connect)."""
+
+    async def get(channel: AbstractChannel) -> AbstractQueue:
+        return await channel.get_queue(name, ensure=False)
+
+    return get

@@ -1,5 +1,11 @@
-"""PostgreSQL: the only package that imports asyncpg."""
+"""PostgreSQL: the only package that imports asyncpg. Its outages come out as
+`gozon.errors.DatabaseUnavailable`; the SQL of each service takes a `Connection`."""
 
-from gozon.db.database import DB_DOWN, Database, Unavailable, open_database
+import asyncpg
 
-__all__ = ["DB_DOWN", "Database", "Unavailable", "open_database"]
+from gozon.db.database import Connection, Database, open_database, rows_affected
+
+# A `SET LOCAL lock_timeout` ran out: the row is held by a transaction still running.
+LockTimeout = asyncpg.LockNotAvailableError
+
+__all__ = ["Connection", "Database", "LockTimeout", "open_database", "rows_affected"]

@@ -1,8 +1,10 @@
 """The service's database: a bounded asyncpg pool that connects (and creates and
 migrates the database) in the background, retrying for as long as PostgreSQL is down.
 
-Until it is ready, `acquire()` raises `Unavailable` at once instead of hanging, so the
-HTTP API answers 503 and actors wait on `wait_ready()`.
+Until it is ready, `acquire()` raises `DatabaseUnavailable` at once instead of hanging,
+so the HTTP API answers 503 and actors wait on `wait_ready()`. Whatever PostgreSQL or the
+driver raise for an outage, in `acquire()` or in the body it guards, comes out as
+`DatabaseUnavailable` (see `gozon.errors`): no caller needs to know asyncpg's errors.
 """
 
 from __future__ import annotations
@@ -16,26 +18,28 @@ import asyncpg
 import structlog
 
 from gozon.db.migrate import migrate
+from gozon.errors import DatabaseUnavailable
 from gozon.runtime.resource import Resource, in_background
 from gozon.runtime.retry import Retry
 
 log = structlog.get_logger("gozon.db")
 
-# PostgreSQL down, restarting or unreachable: wait and retry, never a crash.
-DB_DOWN = (
+# What asyncpg raises when PostgreSQL is down, restarting, unreachable or out of room:
+# each is an outage to wait out, never a bug.
+DOWN = (
     OSError,
     TimeoutError,
-    asyncpg.PostgresConnectionError,
-    asyncpg.OperatorInterventionError,
-    asyncpg.exceptions.ConnectionDoesNotExistError,
+    asyncpg.PostgresConnectionError,  # connection refused, lost, rejected
+    asyncpg.OperatorInterventionError,  # admin shutdown, crash shutdown, cannot connect now
+    asyncpg.InsufficientResourcesError,  # too many connections, out of memory or disk
+    asyncpg.TransactionRollbackError,  # serialization failure, deadlock: the transaction may be retried
+    asyncpg.InternalClientError,  # the protocol's state after a connection was lost mid-query
 )
 
 ACQUIRE_TIMEOUT = 5.0
 COMMAND_TIMEOUT = 30.0
 
-
-class Unavailable(Exception):
-    """The database is not reachable (yet)."""
+Connection = asyncpg.Connection
 
 
 class Database(Resource):
@@ -47,21 +51,23 @@ class Database(Resource):
         self._pool: asyncpg.Pool | None = None
 
     @asynccontextmanager
-    async def acquire(self) -> AsyncIterator[asyncpg.Connection]:
+    async def acquire(self) -> AsyncIterator[Connection]:
+        """A pooled connection; an outage, in acquiring or in the body, raises
+        `DatabaseUnavailable`."""
         if self._pool is None:
-            raise Unavailable("the database is not ready")
+            raise DatabaseUnavailable("the database is not ready")
         try:
             async with self._pool.acquire(timeout=ACQUIRE_TIMEOUT) as con:
                 yield con
-        except DB_DOWN as exc:
-            raise Unavailable(str(exc) or type(exc).__name__) from exc
+        except DOWN as exc:
+            raise DatabaseUnavailable(str(exc) or type(exc).__name__) from exc
 
     async def ping(self) -> bool:
         """Whether a query goes through now; the caller bounds how long it may take."""
         try:
             async with self.acquire() as con:
                 await con.fetchval("SELECT 1")
-        except Unavailable:
+        except DatabaseUnavailable:
             return False
         return True
 
@@ -73,10 +79,11 @@ class Database(Resource):
                 await ensure_database(self.dsn)
                 await migrate(self.dsn, self.migrations)
                 self._pool = await asyncpg.create_pool(
-                    self.dsn, min_size=1, max_size=self.pool_size, command_timeout=COMMAND_TIMEOUT
+                    self.dsn, min_size=1, max_size=self.pool_size, command_timeout=COMMAND_TIMEOUT,
+                    reset=_nothing_to_reset,
                 )
                 break
-            except DB_DOWN as exc:
+            except DOWN as exc:
                 await retry.failed(exc, db=_database_name(self.dsn))
         log.info("database ready", db=_database_name(self.dsn))
         self._up()
@@ -86,6 +93,14 @@ class Database(Resource):
             with anyio.move_on_after(5, shield=True):
                 await self._pool.close()
             self._pool.terminate()
+
+
+async def _nothing_to_reset(con: Connection) -> None:
+    """Released pool connections carry no session state: Gozon sets only `SET LOCAL`s,
+    takes only transaction-scoped advisory locks, LISTENs on a connection of its own
+    and opens no cursor outside a transaction. So the default reset query (`RESET ALL`,
+    `UNLISTEN *`, ...) would be a round trip per release for nothing; asyncpg still
+    rolls back a transaction left open."""
 
 
 def open_database(dsn: str, migrations: Sequence[str], *,
@@ -110,6 +125,11 @@ async def ensure_database(dsn: str) -> None:
             await admin.close()
     else:
         await con.close()
+
+
+def rows_affected(status: str) -> int:
+    """The row count of a command status such as `DELETE 3`."""
+    return int(status.rsplit(" ", 1)[-1])
 
 
 def _database_name(dsn: str) -> str:

@@ -10,7 +10,7 @@ import anyio
 import asyncpg
 import structlog
 
-from gozon.db.database import DB_DOWN
+from gozon.db.database import DOWN
 from gozon.runtime.retry import Retry
 
 log = structlog.get_logger("gozon.db")
@@ -22,7 +22,7 @@ async def listen_forever(dsn: str, channel: str, on_notify: Callable[[], object]
     while True:
         try:
             con = await asyncpg.connect(dsn, timeout=5)
-        except DB_DOWN as exc:
+        except DOWN as exc:
             await retry.failed(exc, channel=channel)
             continue
         try:
@@ -33,7 +33,7 @@ async def listen_forever(dsn: str, channel: str, on_notify: Callable[[], object]
             while True:
                 await anyio.sleep(check_every)
                 await con.fetchval("SELECT 1", timeout=5)
-        except DB_DOWN as exc:
+        except DOWN as exc:
             log.warning("listen connection lost", channel=channel, error=str(exc) or type(exc).__name__)
         finally:
             with anyio.move_on_after(2, shield=True):

@@ -7,14 +7,16 @@ from __future__ import annotations
 from pathlib import Path
 
 import anyio
-import httpx
 import structlog
 from quart import Quart, Response, request, websocket
 
 from gozon import metrics
+from gozon.config import Settings
 from gozon.gateway import pages, proxy
 from gozon.gateway.hub import PONG, Connection, Hub, Outgoing
 from gozon.gateway.schemas import WsQuery
+from gozon.messages import MAX_ID
+from gozon.runtime.tasks import task_group
 from gozon.web import bodies
 from gozon.web.app import create_app
 from gozon.web.errors import ApiError, error_response
@@ -31,10 +33,9 @@ CORS_HEADERS = {
 }
 
 
-def build(hub: Hub, http: httpx.AsyncClient, *, orders_url: str, payments_url: str, ready: dict,
-          client_dir: Path) -> Quart:
-    app = create_app("gateway", ready)
-    pages.install(app, client_dir)
+def build(hub: Hub, http: proxy.Session, *, ready: dict, settings: Settings) -> Quart:
+    app = create_app("gateway", ready, max_body=settings.max_body_bytes)
+    pages.install(app, Path(settings.client_dir), settings)
 
     @app.before_request
     async def preflight() -> Response | None:
@@ -47,7 +48,8 @@ def build(hub: Hub, http: httpx.AsyncClient, *, orders_url: str, payments_url: s
         response.headers.update(CORS_HEADERS)
         return response
 
-    for prefix, service, url in (("/accounts", "payments", payments_url), ("/orders", "orders", orders_url)):
+    for prefix, service, url in (("/accounts", "payments", settings.payments_url),
+                                 ("/orders", "orders", settings.orders_url)):
 
         async def forward(rest: str = "", service: str = service, url: str = url) -> Response:
             return await proxy.forward(http, service, url)
@@ -68,7 +70,7 @@ def build(hub: Hub, http: httpx.AsyncClient, *, orders_url: str, payments_url: s
             user_id = bodies.query(WsQuery, websocket.args).user_id
         except ApiError as exc:
             return error_response(exc.status, "invalid_user_id",
-                                  "Connect to /ws?user_id=N with N a whole number from 1 to 9223372036854775807.",
+                                  f"Connect to /ws?user_id=N with N a whole number from 1 to {MAX_ID}.",
                                   "user_id")
         await websocket.accept()
         connection = hub.register(user_id)
@@ -87,7 +89,7 @@ def build(hub: Hub, http: httpx.AsyncClient, *, orders_url: str, payments_url: s
 async def _serve(connection: Connection) -> None:
     """Send the connection's queue and answer pings until the client goes (Quart then
     cancels this) or falls too far behind: then stop, even mid-send, and close it."""
-    async with anyio.create_task_group() as tg:
+    async with task_group() as tg:
 
         async def send() -> None:
             async for frame in connection.outgoing:

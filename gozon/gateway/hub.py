@@ -14,6 +14,7 @@ import structlog
 
 from gozon.messages import PaymentResult, Reason
 from gozon.runtime import Mailbox
+from gozon.runtime.tasks import task_group
 
 log = structlog.get_logger("gozon.gateway")
 
@@ -61,10 +62,23 @@ class Connection:
 
 
 class Hub:
-    def __init__(self, *, queue_size: int, inbox_size: int = 256) -> None:
+    """Owned by the gateway's supervisor (`with Hub(...) as hub:`), which closes its
+    mailboxes when the process is done."""
+
+    def __init__(self, *, queue_size: int, results_size: int = 256) -> None:
         self.queue_size = queue_size
-        self.inbox: Mailbox[tuple[PaymentResult, str | None]] = Mailbox(inbox_size)
+        # Payment results from the results consumer, with their trace ids.
+        self.results: Mailbox[tuple[PaymentResult, str | None]] = Mailbox(results_size)
         self._connections: defaultdict[int, set[Connection]] = defaultdict(set)
+
+    def __enter__(self) -> Hub:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.results.discard()
+        for connections in self._connections.values():
+            for connection in connections:
+                connection.outgoing.discard()
 
     @property
     def connections(self) -> int:
@@ -81,6 +95,7 @@ class Hub:
             connections.discard(connection)
             if not connections:
                 del self._connections[connection.user_id]
+        connection.outgoing.discard()
 
     def deliver(self, result: PaymentResult, trace_id: str | None) -> int:
         """Queue the result's frame for every connection of its user; returns how many."""
@@ -93,15 +108,15 @@ class Hub:
         return queued
 
     async def run(self, stop: anyio.Event) -> None:
-        """The hub actor: fan out what the events consumer puts in the inbox."""
-        async with anyio.create_task_group() as tg:
+        """The hub actor: fan out what the results consumer puts in `results`."""
+        async with task_group() as tg:
 
             async def close_on_stop() -> None:
                 await stop.wait()
-                self.inbox.close()
+                self.results.close()
 
             tg.start_soon(close_on_stop)
-            async for result, trace_id in self.inbox:
+            async for result, trace_id in self.results:
                 with structlog.contextvars.bound_contextvars(trace_id=trace_id, order_id=result.order_id,
                                                             user_id=result.user_id):
                     queued = self.deliver(result, trace_id)

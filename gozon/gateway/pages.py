@@ -10,6 +10,7 @@ from pathlib import Path, PurePath
 import msgspec
 from quart import Quart, Response, send_file
 
+from gozon.config import Settings
 from gozon.gateway import openapi
 from gozon.web.errors import ApiError
 
@@ -34,11 +35,11 @@ DOCS_PAGE = """<!doctype html>
 """
 
 
-def install(app: Quart, client_dir: Path) -> None:
+def install(app: Quart, client_dir: Path, settings: Settings) -> None:
     """Add the page's, the document's and Swagger UI's routes to the gateway's `app`."""
     page_assets = client_dir / "assets"
     assets = {"/assets/{name}": _servable(page_assets), "/docs/{name}": SWAGGER_ASSETS}
-    document = msgspec.json.encode(openapi.document(assets))
+    document = msgspec.json.encode(openapi.document(assets, settings))
 
     @app.get("/")
     async def page() -> Response:

@@ -17,6 +17,7 @@ from quart import Response, g, request
 from yarl import URL
 
 from gozon import tracing
+from gozon.web import bodies
 from gozon.web.errors import error_response
 
 log = structlog.get_logger("gozon.gateway")
@@ -83,7 +84,7 @@ async def forward(http: Session, service: str, base_url: str) -> Response:
     target = base_url + (raw_path.decode("latin-1") if raw_path else quote(request.path))
     if request.query_string:
         target += "?" + request.query_string.decode("latin-1")
-    body = await request.get_data(cache=False)
+    body = await bodies.read()
     try:
         async with http.request(request.method, URL(target, encoded=True), data=body or None, headers=headers,
                                 allow_redirects=False) as upstream:

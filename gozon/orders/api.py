@@ -7,18 +7,18 @@ import re
 import structlog
 from quart import Quart, Response, g, request
 
-from gozon import metrics
-from gozon.db import Database
+from gozon.config import Settings
+from gozon.db import Database, outbox
 from gozon.orders import store
-from gozon.orders.schemas import CreateOrder, OrderQuery, OrdersQuery
+from gozon.orders.writer import OrderWriter
+from gozon.orders.schemas import IDEMPOTENCY_KEY, IDEMPOTENCY_KEY_PATTERN, CreateOrder, OrderQuery, OrdersQuery
 from gozon.web import bodies
 from gozon.web.app import create_app
 from gozon.web.errors import ApiError, json_response
 
 log = structlog.get_logger("gozon.orders")
 
-IDEMPOTENCY_KEY = "Idempotency-Key"
-_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
+_KEY = re.compile(IDEMPOTENCY_KEY_PATTERN)
 
 
 def _idempotency_key() -> str | None:
@@ -29,8 +29,8 @@ def _idempotency_key() -> str | None:
     return key
 
 
-def build(db: Database, ready: dict) -> Quart:
-    app = create_app("orders", ready, scrape=[metrics.outbox_backlog(db)])
+def build(db: Database, writer: OrderWriter, ready: dict, settings: Settings) -> Quart:
+    app = create_app("orders", ready, max_body=settings.max_body_bytes, scrape=[outbox.backlog_gauges(db)])
 
     @app.post("/orders")
     async def create_order() -> Response:
@@ -38,18 +38,19 @@ def build(db: Database, ready: dict) -> Quart:
         new = await bodies.body(CreateOrder)
         structlog.contextvars.bind_contextvars(user_id=new.user_id)
         try:
-            async with db.acquire() as con:
-                order, created = await store.create_order(con, new, trace_id=g.trace_id, idempotency_key=key)
-                # Logged as soon as it committed, before the connection's release (a round
-                # trip) gives the relay, woken by that commit, time to log its publish first.
-                structlog.contextvars.bind_contextvars(order_id=order.id)
-                log.info("order created" if created else "order replayed for idempotency key", amount=order.amount)
+            if key is None:  # the common case: written with whatever orders are waiting
+                order, created = await writer.place(new, g.trace_id), True
+            else:  # its own transaction, which a concurrent twin waits on
+                async with db.acquire() as con:
+                    order, created = await store.create_order(con, new, trace_id=g.trace_id, idempotency_key=key)
         except store.KeyReused:
             raise ApiError(422, "idempotency_key_reused",
                            "This Idempotency-Key was used with a different body.", IDEMPOTENCY_KEY) from None
         except store.KeyBusy:
             raise ApiError(409, "request_in_progress",
                            "A request with this Idempotency-Key is still in progress; retry shortly.") from None
+        structlog.contextvars.bind_contextvars(order_id=order.id)
+        log.info("order created" if created else "order replayed for idempotency key", amount=order.amount)
         return json_response(order, 201)
 
     @app.get("/orders")

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated
 
 import msgspec
 
-from gozon.messages import Amount, Id, Reason
+from gozon.messages import Amount, Id, OrderStatus, Reason
 
-OrderStatus = Literal["new", "finished", "cancelled"]
 Limit = Annotated[int, msgspec.Meta(ge=1, le=1000)]
+
+# The optional header of POST /orders: 1 to 255 printable ASCII characters.
+IDEMPOTENCY_KEY = "Idempotency-Key"
+IDEMPOTENCY_KEY_PATTERN = r"^[\x21-\x7e]{1,255}$"
 
 
 class CreateOrder(msgspec.Struct, frozen=True, forbid_unknown_fields=True):

@@ -4,19 +4,17 @@ in one transaction; a payment result moves an order out of `new` once, never bac
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping, Sequence
+from datetime import timedelta
 
-import asyncpg
-import structlog
 
-from gozon.amqp.topology import DEFAULT_EXCHANGE, ORDERS_QUEUE
-from gozon.db import inbox, outbox
+from gozon.db import Connection, LockTimeout, inbox, outbox, rows_affected
 from gozon.db.migrate import COMMON
+from gozon.errors import Poison
 from gozon.messages import PaymentRequested, PaymentResult
 from gozon.orders.schemas import CreateOrder, Order
 
 MIGRATIONS = [COMMON, "gozon.orders.migrations"]
-
-log = structlog.get_logger("gozon.orders")
 
 _COLUMNS = "id, user_id, amount, status, created_at, reason"
 
@@ -32,11 +30,11 @@ class KeyBusy(Exception):
     """A request with the same Idempotency-Key is still being handled."""
 
 
-def _order(row: asyncpg.Record) -> Order:
+def _order(row: Mapping) -> Order:
     return Order(**row)
 
 
-async def create_order(con: asyncpg.Connection, new: CreateOrder, *, trace_id: str,
+async def create_order(con: Connection, new: CreateOrder, *, trace_id: str,
                        idempotency_key: str | None) -> tuple[Order, bool]:
     """Create the order and its payment request; with a key seen before for this user,
     return that order instead. Returns (order, created)."""
@@ -58,15 +56,33 @@ async def create_order(con: asyncpg.Connection, new: CreateOrder, *, trace_id: s
                     new.user_id, idempotency_key, order.id,
                 )
             await outbox.append(
-                con, PaymentRequested(order_id=order.id, user_id=order.user_id, amount=order.amount),
-                exchange=DEFAULT_EXCHANGE, routing_key=ORDERS_QUEUE, trace_id=trace_id,
-            )
-    except asyncpg.LockNotAvailableError:
+                con, PaymentRequested(order_id=order.id, user_id=order.user_id, amount=order.amount), trace_id)
+    except LockTimeout:
         raise KeyBusy from None
     return order, True
 
 
-async def _replay(con: asyncpg.Connection, new: CreateOrder, key: str) -> Order | None:
+async def create_orders(con: Connection, requests: Sequence[tuple[CreateOrder, str]]) -> list[Order]:
+    """Create the orders of (order, trace id) `requests` and their payment requests, in
+    one transaction of two statements; the orders come back in the order asked."""
+    async with con.transaction():
+        rows = await con.fetch(
+            "INSERT INTO orders (user_id, amount, trace_id)"
+            " SELECT user_id, amount, trace_id FROM unnest($1::bigint[], $2::bigint[], $3::text[])"
+            " WITH ORDINALITY AS asked (user_id, amount, trace_id, n) ORDER BY n"
+            f" RETURNING {_COLUMNS}",
+            [new.user_id for new, _ in requests], [new.amount for new, _ in requests],
+            [trace_id for _, trace_id in requests],
+        )
+        # Ids are drawn in insertion order, which is the order asked.
+        orders = sorted((_order(row) for row in rows), key=lambda order: order.id)
+        await outbox.append_all(con, [
+            (PaymentRequested(order_id=order.id, user_id=order.user_id, amount=order.amount), trace_id)
+            for order, (_, trace_id) in zip(orders, requests, strict=True)])
+    return orders
+
+
+async def _replay(con: Connection, new: CreateOrder, key: str) -> Order | None:
     """Claim `key` for this request, or return the order an earlier request made with it.
     A concurrent twin's claim blocks here until the first one commits."""
     claimed = await con.fetchval(
@@ -86,7 +102,7 @@ async def _replay(con: asyncpg.Connection, new: CreateOrder, key: str) -> Order 
     return _order({k: v for k, v in row.items() if k != "key_amount"})
 
 
-async def list_orders(con: asyncpg.Connection, user_id: int, limit: int, before_id: int | None) -> list[Order]:
+async def list_orders(con: Connection, user_id: int, limit: int, before_id: int | None) -> list[Order]:
     rows = await con.fetch(
         f"SELECT {_COLUMNS} FROM orders WHERE user_id = $1 AND ($3::bigint IS NULL OR id < $3)"
         " ORDER BY id DESC LIMIT $2",
@@ -95,24 +111,45 @@ async def list_orders(con: asyncpg.Connection, user_id: int, limit: int, before_
     return [_order(row) for row in rows]
 
 
-async def get_order(con: asyncpg.Connection, order_id: int) -> Order | None:
+async def get_order(con: Connection, order_id: int) -> Order | None:
     row = await con.fetchrow(f"SELECT {_COLUMNS} FROM orders WHERE id = $1", order_id)
     return None if row is None else _order(row)
 
 
-async def settle(con: asyncpg.Connection, message_id: uuid.UUID, result: PaymentResult) -> None:
-    """Apply a payment result once: a duplicate message, or a result for an order that
-    is no longer `new`, changes nothing."""
+async def settle(con: Connection, results: Sequence[tuple[uuid.UUID, PaymentResult]]) -> dict[uuid.UUID, str]:
+    """Apply payment results, each once, in one transaction: a duplicate message, or a
+    result for an order that is no longer `new`, changes nothing. Returns what became of
+    each message: `duplicate`, `settled` or `ignored`."""
     async with con.transaction():
-        if not await inbox.record(con, message_id, "payment_result"):
-            log.info("duplicate message skipped")
-            return
-        status = await con.fetchval(
-            "UPDATE orders SET status = $2, reason = $3, updated_at = now()"
-            " WHERE id = $1 AND status = 'new' RETURNING status",
-            result.order_id, result.order_status, result.reason,
-        )
-    if status is not None:
-        log.info("order status changed", status=status, reason=result.reason)
-    else:
-        log.warning("payment result for an order that is not new, ignored")
+        fresh = await inbox.record_all(con, [message_id for message_id, _ in results], "payment_result")
+        applied = list({message_id: result for message_id, result in reversed(results) if message_id in fresh}.items())
+        await _check_about_their_orders(con, [result for _, result in applied])
+        settled = {row["id"] for row in await con.fetch(
+            "UPDATE orders SET status = r.status, reason = r.reason, updated_at = now()"
+            " FROM unnest($1::bigint[], $2::text[], $3::text[]) AS r (id, status, reason)"
+            " WHERE orders.id = r.id AND orders.status = 'new' RETURNING orders.id",
+            [r.order_id for _, r in applied], [r.order_status for _, r in applied], [r.reason for _, r in applied],
+        )} if applied else set()
+    return {message_id: "duplicate" if message_id not in fresh else
+            "settled" if result.order_id in settled else "ignored" for message_id, result in results}
+
+
+async def _check_about_their_orders(con: Connection, results: Sequence[PaymentResult]) -> None:
+    """Raises `Poison` (rolling the batch back) for a result that names another user or
+    amount than its order's, or an order there is not: a forged or garbled result must
+    never settle an order."""
+    terms = {row["id"]: (row["user_id"], row["amount"]) for row in await con.fetch(
+        "SELECT id, user_id, amount FROM orders WHERE id = any($1::bigint[])", [r.order_id for r in results],
+    )} if results else {}
+    for result in results:
+        known = terms.get(result.order_id)
+        if known != (result.user_id, result.amount):
+            raise Poison(f"a payment result for order {result.order_id} of user {result.user_id},"
+                         f" amount {result.amount}, does not match " + (
+                             "any order" if known is None else f"the order (user {known[0]}, amount {known[1]})"))
+
+
+async def purge_idempotency_keys(con: Connection, older_than: timedelta) -> int:
+    """Forget the Idempotency-Keys claimed longer ago than `older_than`."""
+    return rows_affected(await con.execute(
+        "DELETE FROM idempotency_keys WHERE created_at < now() - $1::interval", older_than))

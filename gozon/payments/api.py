@@ -5,8 +5,9 @@ from __future__ import annotations
 import structlog
 from quart import Quart, Response
 
-from gozon import metrics
-from gozon.db import Database
+from gozon.config import Settings
+from gozon.db import Database, outbox
+from gozon.messages import MAX_ID
 from gozon.payments import store
 from gozon.payments.schemas import BalanceQuery, CreateAccount, Deposit
 from gozon.web import bodies
@@ -20,8 +21,8 @@ def _not_found(user_id: int) -> ApiError:
     return ApiError(404, "account_not_found", f"User {user_id} has no account.", "user_id")
 
 
-def build(db: Database, ready: dict) -> Quart:
-    app = create_app("payments", ready, scrape=[metrics.outbox_backlog(db)])
+def build(db: Database, ready: dict, settings: Settings) -> Quart:
+    app = create_app("payments", ready, max_body=settings.max_body_bytes, scrape=[outbox.backlog_gauges(db)])
 
     @app.post("/accounts")
     async def create_account() -> Response:
@@ -45,7 +46,7 @@ def build(db: Database, ready: dict) -> Quart:
         except store.AccountNotFound:
             raise _not_found(given.user_id) from None
         except store.BalanceOverflow:
-            raise ApiError(422, "balance_overflow", "The balance would exceed 9223372036854775807.", "amount") from None
+            raise ApiError(422, "balance_overflow", f"The balance would exceed {MAX_ID}.", "amount") from None
         log.info("deposited", amount=given.amount, balance=account.balance)
         return json_response(account)
 

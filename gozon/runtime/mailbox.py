@@ -1,5 +1,8 @@
 """Bounded mailboxes between actors: a sender waits when the box is full (back-pressure)
-or, with `offer`, learns at once that it is full and decides what to drop."""
+or, with `offer`, learns at once that it is full and decides what to drop.
+
+Its owner closes a mailbox when done with it — `with Mailbox(n) as box:`, or
+`discard()` — so that nothing is left to the garbage collector."""
 
 from __future__ import annotations
 
@@ -12,7 +15,8 @@ T = TypeVar("T")
 
 
 class Mailbox(Generic[T]):
-    """A bounded queue of messages for one actor, closed by `close()` once no more come."""
+    """A bounded queue of messages for one actor: `close()` once no more come (readers
+    drain what is left), `discard()` when its owner is done with it."""
 
     def __init__(self, size: int) -> None:
         if size < 1:
@@ -37,6 +41,16 @@ class Mailbox(Generic[T]):
         """The next message; raises `anyio.EndOfStream` once closed and empty."""
         return await self._receive.receive()
 
+    def waiting(self, limit: int) -> list[T]:
+        """Up to `limit` messages that are there now, without waiting for more."""
+        taken: list[T] = []
+        while len(taken) < limit:
+            try:
+                taken.append(self._receive.receive_nowait())
+            except (anyio.WouldBlock, anyio.EndOfStream):
+                break
+        return taken
+
     def close(self) -> None:
         """No more messages: readers drain what is left, then see the end."""
         self._send.close()
@@ -50,12 +64,16 @@ class Mailbox(Generic[T]):
         except anyio.EndOfStream:
             raise StopAsyncIteration from None
 
-    def __del__(self) -> None:
-        # Release both ends when the mailbox goes (anyio warns about unclosed streams);
-        # the guard covers an __init__ that raised before they existed.
-        for stream in (getattr(self, "_send", None), getattr(self, "_receive", None)):
-            if stream is not None:
-                stream.close()
+    def discard(self) -> None:
+        """Close both ends: whatever is still queued is dropped."""
+        self._send.close()
+        self._receive.close()
+
+    def __enter__(self) -> Mailbox[T]:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.discard()
 
     def __len__(self) -> int:
         return self._receive.statistics().current_buffer_used

@@ -12,6 +12,7 @@ import anyio
 import structlog
 
 from gozon.runtime.supervisor import SupervisorGaveUp
+from gozon.runtime.tasks import task_group
 
 log = structlog.get_logger("gozon.runtime")
 
@@ -22,7 +23,7 @@ async def run_until_signalled(main: Callable[[anyio.Event], Awaitable[None]],
                               drain_timeout: float = DRAIN_TIMEOUT) -> None:
     """Run `main(stop)`; the first signal sets `stop`, a second or the deadline cancels."""
     stop = anyio.Event()
-    async with anyio.create_task_group() as tg:
+    async with task_group() as tg:
 
         async def on_signals() -> None:
             with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:

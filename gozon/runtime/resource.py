@@ -9,6 +9,8 @@ from typing import TypeVar
 
 import anyio
 
+from gozon.runtime.tasks import task_group
+
 
 class Resource:
     """`connect_forever()` keeps the resource up, calling `_up()` / `_down()` as it
@@ -45,7 +47,7 @@ R = TypeVar("R", bound=Resource)
 async def in_background(resource: R) -> AsyncIterator[R]:
     """`resource`, connecting in the background while the body runs, closed on exit."""
     try:
-        async with anyio.create_task_group() as tg:
+        async with task_group() as tg:
             tg.start_soon(resource.connect_forever, name=f"{type(resource).__name__}.connect")
             yield resource
             tg.cancel_scope.cancel()

@@ -1,4 +1,4 @@
-"""What every service's Quart app has: a 64 KiB body limit, JSON errors, a trace id
+"""What every service's Quart app has: a body limit, JSON errors, a trace id
 per request (bound to the logs and echoed in `X-Request-ID`), one log line and one
 metric sample per request, `/healthz` (alive), `/readyz` (dependencies reachable now)
 and `/metrics` (Prometheus)."""
@@ -15,11 +15,10 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from quart import Quart, Response, g, request
 
 from gozon import metrics, tracing
-from gozon.web import errors
+from gozon.runtime.tasks import task_group
+from gozon.web import bodies, errors
 
 log = structlog.get_logger("gozon.web")
-
-MAX_BODY = 64 * 1024
 
 # A check that has not answered within this has failed: a probe gets its answer within
 # its own short timeout, even from the gateway, whose checks ask the services' /readyz.
@@ -29,14 +28,17 @@ CHECK_TIMEOUT = 1.0
 Check = Callable[[], bool | Awaitable[bool]]
 
 
-def create_app(name: str, checks: dict[str, Check], *,
+def create_app(name: str, checks: dict[str, Check], *, max_body: int,
                scrape: Sequence[Callable[[], Awaitable[None]]] = ()) -> Quart:
-    """A Quart app named `name`; `checks` say, by name, whether each dependency is up;
-    `scrape` hooks refresh gauges that are read at each `/metrics` request."""
+    """A Quart app named `name` that refuses bodies over `max_body` bytes; `checks`
+    say, by name, whether each dependency is up; `scrape` hooks refresh gauges that are
+    read at each `/metrics` request."""
     app = Quart(name, static_folder=None)  # no /static route: nothing is served by accident
-    app.config["MAX_CONTENT_LENGTH"] = MAX_BODY
+    app.config[bodies.MAX_BODY] = max_body
+    # Quart's own limit only guards against what `bodies.read` does not drain (see there).
+    app.config["MAX_CONTENT_LENGTH"] = bodies.DRAIN_LIMIT
     app.url_map.strict_slashes = False
-    errors.install(app)
+    errors.install(app, max_body)
 
     @app.before_request
     async def bind_trace() -> None:
@@ -72,7 +74,7 @@ def create_app(name: str, checks: dict[str, Check], *,
                 answer = check()
                 state[name] = await answer if inspect.isawaitable(answer) else answer
 
-        async with anyio.create_task_group() as tg:
+        async with task_group() as tg:
             for name, check in checks.items():
                 tg.start_soon(run, name, check)
         ready = all(state.values())

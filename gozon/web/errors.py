@@ -2,7 +2,7 @@
 
     ApiError           raised by handlers and body decoding: status, code, message, field
     HTTPException      Quart's own (404 unknown route, 405 wrong method, 413 too large)
-    Unavailable        the database is down or not ready yet → 503
+    Transient          a dependency is down or not ready yet (gozon.errors) → 503
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import structlog
 from quart import Quart, Response
 from werkzeug.exceptions import HTTPException
 
-from gozon.db import Unavailable
+from gozon.errors import DatabaseUnavailable, Transient
 
 log = structlog.get_logger("gozon.web")
 
@@ -40,15 +40,18 @@ def error_response(status: int, error: str, message: str, field: str | None = No
     return json_response(Error(error=error, message=message, field=field), status)
 
 
-_HTTP_CODES = {
-    404: ("not_found", "There is no such route."),
-    405: ("method_not_allowed", "This route does not accept that method."),
-    413: ("body_too_large", "The request body is larger than 64 KiB."),
-}
+def too_large(max_body: int) -> str:
+    """The sentence of a 413 (the OpenAPI document says the same)."""
+    return f"The request body is larger than {max_body // 1024} KiB."
 
 
-def install(app: Quart) -> None:
+def install(app: Quart, max_body: int) -> None:
     """Answer every error of `app` with a JSON body."""
+    http_codes = {
+        404: ("not_found", "There is no such route."),
+        405: ("method_not_allowed", "This route does not accept that method."),
+        413: ("body_too_large", too_large(max_body)),
+    }
 
     @app.errorhandler(ApiError)
     async def api_error(exc: ApiError) -> Response:
@@ -57,16 +60,19 @@ def install(app: Quart) -> None:
     @app.errorhandler(HTTPException)
     async def http_error(exc: HTTPException) -> Response:
         status = exc.code or 500
-        code, message = _HTTP_CODES.get(status, (exc.name.lower().replace(" ", "_"), exc.description or exc.name))
+        code, message = http_codes.get(status, (exc.name.lower().replace(" ", "_"), exc.description or exc.name))
         response = error_response(status, code, message)
         if status == 405 and exc.get_response().headers.get("Allow"):
             response.headers["Allow"] = exc.get_response().headers["Allow"]
         return response
 
-    @app.errorhandler(Unavailable)
-    async def unavailable(exc: Unavailable) -> Response:
-        log.warning("database unavailable", error=str(exc))
-        return error_response(503, "database_unavailable", "The database is unavailable; try again shortly.")
+    @app.errorhandler(Transient)
+    async def unavailable(exc: Transient) -> Response:
+        if isinstance(exc, DatabaseUnavailable):
+            log.warning("database unavailable", error=str(exc))
+            return error_response(503, "database_unavailable", "The database is unavailable; try again shortly.")
+        log.warning("dependency unavailable", error=str(exc))
+        return error_response(503, "unavailable", "A service we depend on is unavailable; try again shortly.")
 
     @app.errorhandler(Exception)
     async def bug(exc: Exception) -> Response:

@@ -11,11 +11,12 @@ import anyio
 import pytest
 
 from gozon.amqp.broker import Broker
-from gozon.amqp.topology import ORDERS_QUEUE, PAYMENTS_RESULTS_QUEUE, dead_letter_queue
+from gozon.amqp.topology import dead_letter_queue
 from gozon.db import Database
+from gozon.messages import ORDERS_QUEUE, PAYMENTS_RESULTS_QUEUE
 from gozon.orders import store as orders_store
 from gozon.payments import store as payments_store
-from tests.conftest import TEST_SETTINGS
+from tests.settings import TEST_SETTINGS
 from tests.integration.helpers import (
     amqp_channel,
     ready_broker,

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import Protocol, TypeVar
 from urllib.parse import unquote, urlsplit
@@ -22,10 +22,10 @@ from aio_pika.abc import AbstractChannel, AbstractIncomingMessage
 from pamqp import commands
 
 from gozon.amqp.broker import Broker, open_broker
-from gozon.amqp.consumer import Delivery
+from gozon.amqp.consumer import Delivery, Handler
 from gozon.db import Database, open_database
 from gozon.messages import Message, encoder, message_type
-from tests.conftest import TEST_SETTINGS
+from tests.settings import TEST_SETTINGS
 
 T = TypeVar("T")
 
@@ -221,15 +221,17 @@ async def stays_empty(queue: str, *, settle: float = 1.0) -> None:
 
 class Counted:
     """A product message handler, counting the deliveries it finished handling (the
-    consumer acks each right after)."""
+    consumer acks each right after) and the batches they came in."""
 
-    def __init__(self, handle: Callable[[Delivery], Awaitable[None]]) -> None:
+    def __init__(self, handle: Handler) -> None:
         self.handle = handle
         self.done = 0
+        self.batches: list[int] = []
 
-    async def __call__(self, delivery: Delivery) -> None:
-        await self.handle(delivery)
-        self.done += 1
+    async def __call__(self, deliveries: Sequence[Delivery]) -> None:
+        await self.handle(deliveries)
+        self.done += len(deliveries)
+        self.batches.append(len(deliveries))
 
     async def reached(self, count: int) -> bool:
         return self.done >= count

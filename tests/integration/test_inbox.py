@@ -9,14 +9,14 @@ import uuid
 import msgspec
 import pytest
 
-from gozon.actors.inbox import InboxConsumer, named_queue
 from gozon.amqp.broker import Broker
-from gozon.amqp.topology import ORDERS_QUEUE, dead_letter_queue
+from gozon.amqp.consumer import Consumer
+from gozon.amqp.topology import dead_letter_queue, named_queue
 from gozon.db import Database
-from gozon.messages import PaymentRequested, PaymentResult
-from gozon.payments import inbox as payments_inbox
+from gozon.messages import ORDERS_QUEUE, PaymentRequested, PaymentResult
+from gozon.payments import handlers as payments_handlers
 from gozon.payments import store as payments_store
-from tests.conftest import TEST_SETTINGS
+from tests.settings import TEST_SETTINGS
 from tests.integration.helpers import (
     Counted,
     amqp_message,
@@ -36,12 +36,12 @@ USER = 42
 RESULT = msgspec.json.Decoder(PaymentResult)
 
 
-def payments_consumer(broker: Broker, db: Database, *, workers: int = 8) -> tuple[InboxConsumer, Counted]:
+def payments_consumer(broker: Broker, db: Database, *, workers: int = TEST_SETTINGS.inbox_workers) -> tuple[Consumer, Counted]:
     """The payments process's inbox consumer, as supervisors/payments.py builds it, and
     a count of the deliveries its handler finished."""
-    handled = Counted(payments_inbox.handler(db))
-    return InboxConsumer(broker, named_queue(ORDERS_QUEUE), payments_inbox.decoder, handled,
-                         workers=workers, ready=db.wait_ready), handled
+    handled = Counted(payments_handlers.payment_requested(db))
+    return Consumer(broker, named_queue(ORDERS_QUEUE), PaymentRequested, handled,
+                         workers=workers, batch=TEST_SETTINGS.inbox_batch, ready=db.wait_ready), handled
 
 
 async def open_account(db: Database, user_id: int, amount: int) -> None:

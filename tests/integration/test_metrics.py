@@ -14,13 +14,14 @@ from prometheus_client import REGISTRY, generate_latest
 from gozon import metrics
 from gozon.actors.relay import OutboxRelay
 from gozon.amqp.broker import Broker
-from gozon.amqp.topology import ORDERS_QUEUE
 from gozon.db import Database, outbox
-from gozon.messages import PaymentRequested
+from gozon.messages import ORDERS_QUEUE, PaymentRequested
 from gozon.web.app import CHECK_TIMEOUT, create_app
 from gozon.web.errors import json_response
-from tests.conftest import TEST_SETTINGS
 from tests.integration.helpers import drain, eventually, running
+from tests.settings import TEST_SETTINGS
+
+MAX_BODY = TEST_SETTINGS.max_body_bytes
 
 pytestmark = [pytest.mark.integration, pytest.mark.anyio]
 
@@ -41,9 +42,9 @@ async def test_readyz_asks_each_dependency_now_and_names_the_ones_that_failed(or
         await anyio.sleep_forever()
 
     never_connected = Database(TEST_SETTINGS.orders_db, [])
-    ready = create_app("ready", {"database": orders_db.ping, "broker": lambda: True}).test_client()
+    ready = create_app("ready", {"database": orders_db.ping, "broker": lambda: True}, max_body=MAX_BODY).test_client()
     not_ready = create_app("not_ready", {"database": orders_db.ping, "other_database": never_connected.ping,
-                                         "broker": lambda: True, "stuck": hangs}).test_client()
+                                         "broker": lambda: True, "stuck": hangs}, max_body=MAX_BODY).test_client()
     with anyio.fail_after(CHECK_TIMEOUT + 5):
         up = await ready.get("/readyz")
         down = await not_ready.get("/readyz")
@@ -54,7 +55,7 @@ async def test_readyz_asks_each_dependency_now_and_names_the_ones_that_failed(or
 
 
 async def test_requests_are_counted_by_route_and_status_not_by_path() -> None:
-    app = create_app("routes", {})
+    app = create_app("routes", {}, max_body=MAX_BODY)
 
     @app.get("/things/<int:n>")
     async def thing(n: int):
@@ -81,11 +82,10 @@ async def test_the_outbox_backlog_is_read_at_scrape_time_and_published_rows_are_
         orders_db: Database, broker: Broker) -> None:
     async with orders_db.acquire() as con, con.transaction():
         for n in range(1, 4):
-            await outbox.append(con, PaymentRequested(order_id=n, user_id=1, amount=n),
-                                exchange="", routing_key=ORDERS_QUEUE, trace_id=None)
+            await outbox.append(con, PaymentRequested(order_id=n, user_id=1, amount=n), None)
         await con.execute("UPDATE outbox SET created_at = now() - interval '1 minute'"
                           " WHERE id = (SELECT min(id) FROM outbox)")
-    scrape = metrics.outbox_backlog(orders_db)
+    scrape = outbox.backlog_gauges(orders_db)
     await scrape()
     assert sample(PENDING) == 3
     assert sample(OLDEST) >= 60
@@ -103,6 +103,6 @@ async def test_the_outbox_backlog_is_read_at_scrape_time_and_published_rows_are_
 
 
 async def test_the_outbox_backlog_is_not_a_number_while_the_database_is_unreachable() -> None:
-    await metrics.outbox_backlog(Database(TEST_SETTINGS.orders_db, []))()
+    await outbox.backlog_gauges(Database(TEST_SETTINGS.orders_db, []))()
     assert math.isnan(sample(PENDING)) and math.isnan(sample(OLDEST))
     assert b"gozon_outbox_pending_rows NaN" in generate_latest()

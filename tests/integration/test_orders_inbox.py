@@ -10,14 +10,15 @@ from collections.abc import AsyncIterator
 import anyio
 import pytest
 
-from gozon.actors.inbox import InboxConsumer, named_queue
 from gozon.amqp.broker import Broker
-from gozon.amqp.topology import PAYMENT_EVENTS, PAYMENTS_RESULTS_QUEUE
+from gozon.amqp.consumer import Consumer
+from gozon.amqp.topology import named_queue
 from gozon.db import Database
-from gozon.messages import PaymentResult
-from gozon.orders import inbox as orders_inbox
+from gozon.messages import PAYMENTS_RESULTS_QUEUE, PAYMENT_EVENTS, PaymentResult
+from gozon.orders import handlers as orders_handlers
 from gozon.orders import store as orders_store
 from gozon.orders.schemas import CreateOrder, Order
+from tests.settings import TEST_SETTINGS
 from tests.integration.helpers import (
     Counted,
     amqp_message,
@@ -88,12 +89,12 @@ def result(order: Order, status: str, reason: str | None = None) -> PaymentResul
                          status=status, reason=reason)  # type: ignore[arg-type]
 
 
-def orders_consumer(broker: Broker, db: Database) -> tuple[InboxConsumer, Counted]:
+def orders_consumer(broker: Broker, db: Database) -> tuple[Consumer, Counted]:
     """The orders process's inbox consumer, as supervisors/orders.py builds it, and a
     count of the deliveries its handler finished."""
-    handled = Counted(orders_inbox.handler(db))
-    return InboxConsumer(broker, named_queue(PAYMENTS_RESULTS_QUEUE), orders_inbox.decoder, handled,
-                         workers=8, ready=db.wait_ready), handled
+    handled = Counted(orders_handlers.payment_result(db))
+    return Consumer(broker, named_queue(PAYMENTS_RESULTS_QUEUE), PaymentResult, handled,
+                         workers=TEST_SETTINGS.inbox_workers, batch=TEST_SETTINGS.inbox_batch, ready=db.wait_ready), handled
 
 
 async def deliver(*messages) -> None:
@@ -153,7 +154,7 @@ async def test_racing_results_settle_each_order_exactly_once(orders_db: Database
 
     async def settle(message_id: uuid.UUID, payment: PaymentResult) -> None:
         async with orders_db.acquire() as con:
-            await orders_store.settle(con, message_id, payment)
+            await orders_store.settle(con, [(message_id, payment)])
 
     with anyio.fail_after(30):
         async with anyio.create_task_group() as tg:

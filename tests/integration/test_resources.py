@@ -9,12 +9,13 @@ import warnings
 
 import pytest
 
-from gozon.actors.inbox import InboxConsumer, named_queue
 from gozon.actors.relay import OutboxRelay
 from gozon.amqp.broker import Broker
-from gozon.amqp.topology import ORDERS_QUEUE
+from gozon.amqp.consumer import Consumer
+from gozon.amqp.topology import named_queue
 from gozon.db import Database
-from gozon.payments import inbox as payments_inbox
+from gozon.messages import ORDERS_QUEUE, PaymentRequested
+from gozon.payments import handlers as payments_handlers
 from tests.integration.helpers import consumer_count, eventually, running
 
 pytestmark = [pytest.mark.integration, pytest.mark.anyio]
@@ -35,8 +36,9 @@ async def test_a_stopped_relay_and_consumer_leave_no_unclosed_streams(payments_d
 
         async def run_and_stop() -> None:
             relay = OutboxRelay(payments_db, broker, batch=10, poll_interval=0.2)
-            consumer = InboxConsumer(broker, named_queue(ORDERS_QUEUE), payments_inbox.decoder,
-                                     payments_inbox.handler(payments_db), workers=2, ready=payments_db.wait_ready)
+            consumer = Consumer(broker, named_queue(ORDERS_QUEUE), PaymentRequested,
+                                payments_handlers.payment_requested(payments_db), workers=2,
+                                ready=payments_db.wait_ready)
             async with running(relay, consumer):
                 async def consuming() -> bool:
                     return await consumer_count(ORDERS_QUEUE) == 1
