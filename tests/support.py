@@ -3,22 +3,26 @@ started the way the Procfile starts them, with their logs kept in files."""
 
 from __future__ import annotations
 
+import os
 import re
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
+import anyio
 import asyncpg
 import httpx
+import pytest
 
 from gozon.config import Settings
 from gozon.db.database import ensure_database
 from gozon.db.migrate import migrate
 from gozon.orders import store as orders_store
 from gozon.payments import store as payments_store
-from tests.conftest import VHOST, environment, rabbitmqctl
+from tests.settings import ARTIFACTS, TEST_SETTINGS, VHOST, environment, rabbitmqctl
 
 ROOT = Path(__file__).resolve().parent.parent
 PROCFILE = {
@@ -161,3 +165,22 @@ class Stack:
     def errors(self) -> list[str]:
         """Log lines at level error (crashes, unhandled exceptions) of every process."""
         return [line for p in self.processes.values() for line in p.log_lines() if re.search(r'"level":"error"', line)]
+
+
+def package_stack():
+    """A `stack` fixture for the package whose conftest assigns it: the three processes
+    on a clean slate, stopped (and required to drain cleanly) after that package's last
+    test, before another package resets the slate. (pytest ties a package fixture to
+    the package that defines it, so each package defines its own.)"""
+
+    @pytest.fixture(scope="package")
+    def stack() -> Iterator[Stack]:
+        anyio.run(reset_databases, TEST_SETTINGS)
+        reset_vhost()
+        stack = Stack(TEST_SETTINGS, ARTIFACTS / "e2e-logs" / f"{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}")
+        stack.start()
+        yield stack
+        codes = stack.stop()
+        assert codes == {"gateway": 0, "orders": 0, "payments": 0}, f"a process did not drain cleanly: {codes}"
+
+    return stack

@@ -6,7 +6,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from tests.browser.conftest import Shop, new_user
+from tests.browser.shop import Shop, new_user
 
 pytestmark = pytest.mark.browser
 

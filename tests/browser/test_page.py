@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.browser.conftest import Shop, new_user
+from tests.browser.shop import Shop, new_user
 
 pytestmark = pytest.mark.browser
 BOTH = pytest.mark.parametrize("shop", ["desktop-file", "phone-served"], indirect=True)

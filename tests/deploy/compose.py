@@ -21,7 +21,7 @@ import msgspec
 import yaml
 
 from gozon.config import ENVIRONMENT, Settings
-from tests.conftest import TEST_SETTINGS, VHOST
+from tests.settings import TEST_SETTINGS, VHOST
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = ROOT / "docker-compose.yml"

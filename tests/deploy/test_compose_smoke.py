@@ -12,8 +12,8 @@ import anyio
 import pytest
 
 from tests.deploy.compose import SMOKE_VHOST, App, Network, load
-from tests.e2e.conftest import Shopper
-from tests.e2e.test_scenarios import test_scenario_1_paid_order_is_green_finished_and_debited as scenario_1
+from tests.e2e.scenarios import paid_order
+from tests.e2e.shopper import Shopper
 from tests.support import Process, drop_database, reset_vhost, wait_until
 
 pytestmark = pytest.mark.e2e
@@ -52,7 +52,7 @@ def test_page_and_scenario_1_through_the_services_as_compose_runs_them(tmp_path)
         try:
             page = shopper.http.get("/")
             assert page.status_code == 200 and page.headers["content-type"].startswith("text/html"), page.text
-            scenario_1(shopper)
+            paid_order(shopper)
         finally:
             shopper.http.close()
     finally:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import socket
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
@@ -14,14 +16,8 @@ import pytest
 from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect
 
-from tests.conftest import TEST_SETTINGS
-from tests.e2e.conftest import (
-    balance_of,
-    funded_user,
-    new_user_id,
-    orders_of,
-    wait_settled,
-)
+from tests.e2e.shopper import balance_of, funded_user, new_user_id, orders_of, wait_settled
+from tests.settings import TEST_SETTINGS
 from tests.support import Stack
 
 MAX_ID = 2**63 - 1
@@ -183,6 +179,34 @@ def test_bad_request_is_a_json_4xx_and_changes_nothing(client: httpx.Client, vic
     if case.field is not ANY:
         assert body.get("field") == case.field, body
     assert _snapshot(client, victim) == before
+
+
+def test_a_keep_alive_connection_carries_a_413_and_the_next_request(running) -> None:
+    # The gateway reads a body over the limit to its end before it answers 413. Had it
+    # answered while the body was still coming, it would have to close the connection,
+    # racing the client's next request on it (which then gets no answer at all). The
+    # body is sent in two parts, the second a little later, as a slow client would.
+    body = b'{"user_id": 1, "amount": 1, "pad": "' + b"x" * 70_000 + b'"}'
+    with socket.create_connection(("127.0.0.1", running["gateway"].port), timeout=10) as sock:
+        sock.sendall(b"POST /orders HTTP/1.1\r\nHost: gozon\r\nContent-Type: application/json\r\n"
+                     b"Content-Length: %d\r\n\r\n" % len(body) + body[:66_000])
+        time.sleep(0.3)  # the slow client's pace, not a wait for anything
+        sock.sendall(body[66_000:])
+        replies = sock.makefile("rb")
+        assert _status_and_body(replies)[0] == 413
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: gozon\r\n\r\n")
+        assert _status_and_body(replies) == (200, b'{"status":"ok"}')
+
+
+def _status_and_body(replies) -> tuple[int, bytes]:
+    """One HTTP/1.1 response read off a socket (its body framed by Content-Length)."""
+    status = int(replies.readline().split()[1])
+    length = 0
+    while (line := replies.readline().strip()):
+        name, _, value = line.partition(b":")
+        if name.lower() == b"content-length":
+            length = int(value)
+    return status, replies.read(length)
 
 
 def test_deposit_past_2_63_minus_1_is_refused_and_changes_nothing(client: httpx.Client) -> None:

@@ -12,14 +12,8 @@ import httpx
 import pytest
 from websockets.sync.client import ClientConnection
 
-from tests.e2e.conftest import (
-    Shopper,
-    balance_of,
-    check_money,
-    funded_user,
-    next_result,
-    wait_settled,
-)
+from tests.e2e.money import check_money
+from tests.e2e.shopper import Shopper, balance_of, funded_user, next_result, wait_settled
 from tests.support import Stack
 
 

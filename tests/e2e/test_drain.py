@@ -8,7 +8,9 @@ import httpx
 import pytest
 from websockets.exceptions import ConnectionClosed
 
-from tests.e2e.conftest import Burst, Shopper, check_money, funded_user, wait_settled
+from tests.e2e.burst import Burst
+from tests.e2e.money import check_money
+from tests.e2e.shopper import Shopper, funded_user, wait_settled
 from tests.support import Stack
 
 DRAIN_LIMIT = 10.0  # spec §1: a SIGTERM drain completes within 10 s

@@ -9,13 +9,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 
-from tests.e2e.conftest import (
-    balance_of,
-    check_money,
-    funded_user,
-    orders_of,
-    wait_settled,
-)
+from tests.e2e.money import check_money
+from tests.e2e.shopper import balance_of, funded_user, orders_of, wait_settled
 
 
 def _post(http: httpx.Client, user: int, amount: int, key: str) -> httpx.Response:

@@ -14,9 +14,10 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from gozon.amqp.topology import ORDERS_QUEUE, dead_letter_queue
 from gozon.messages import PaymentRequested
-from tests.conftest import TEST_SETTINGS
-from tests.e2e.conftest import Shopper, balance_of, funded_user, next_result, probe, wait_settled
+from tests.e2e.probe import probe
+from tests.e2e.shopper import Shopper, balance_of, funded_user, next_result, wait_settled
 from tests.integration.helpers import amqp_message, drain, publish
+from tests.settings import TEST_SETTINGS
 from tests.support import Stack, wait_until
 
 SERVICES = ("gateway", "orders", "payments")

@@ -6,7 +6,6 @@ from the internet."""
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 import httpx
 import schemathesis
@@ -16,7 +15,7 @@ from gozon.gateway import api
 from gozon.gateway.hub import Hub
 from gozon.orders import api as orders_api
 from gozon.payments import api as payments_api
-from tests.conftest import TEST_SETTINGS
+from tests.settings import TEST_SETTINGS
 from tests.support import Stack
 
 AUTOMATIC = {"HEAD", "OPTIONS"}  # added to every route by Quart (OPTIONS is the CORS preflight)
@@ -32,9 +31,10 @@ def _operations(rules) -> set[tuple[str, str]]:
 def _existing_routes() -> set[tuple[str, str]]:
     """The gateway's own routes, plus, for each prefix it proxies (e.g. /orders/<path:rest>),
     the routes of the service behind it under that prefix: those are the ones that answer."""
-    gateway = api.build(Hub(queue_size=1), httpx.AsyncClient(), orders_url="", payments_url="", ready={},
-                        client_dir=Path(TEST_SETTINGS.client_dir))
-    services = [*orders_api.build(None, {}).url_map.iter_rules(), *payments_api.build(None, {}).url_map.iter_rules()]
+    with Hub(queue_size=1) as hub:
+        gateway = api.build(hub, None, ready={}, settings=TEST_SETTINGS)
+    services = [*orders_api.build(None, None, {}, TEST_SETTINGS).url_map.iter_rules(),
+                *payments_api.build(None, {}, TEST_SETTINGS).url_map.iter_rules()]
     own: list[Rule] = []
     proxied: list[Rule] = []
     for rule in gateway.url_map.iter_rules():

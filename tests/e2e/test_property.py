@@ -15,12 +15,12 @@ from pathlib import Path
 import httpx
 import pytest
 
-from gozon.web.app import MAX_BODY
-from tests.conftest import ARTIFACTS
-from tests.e2e.conftest import balance_of, funded_user, orders_of
+from tests.e2e.shopper import balance_of, funded_user, orders_of
+from tests.settings import ARTIFACTS, TEST_SETTINGS
 from tests.support import ROOT, Stack
 
 CONFIG = Path(__file__).with_name("schemathesis.toml")  # the hooks, and /ws left out
+MAX_BODY = TEST_SETTINGS.max_body_bytes  # the gateway's limit (64 KiB by default)
 EXAMPLES_PER_OPERATION = 100  # with the coverage and stateful phases: ~1,700 cases, ~30 s
 
 

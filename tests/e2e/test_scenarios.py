@@ -5,20 +5,14 @@ from __future__ import annotations
 import statistics
 import time
 
-from tests.e2e.conftest import Shopper, next_result
+from tests.e2e.scenarios import paid_order
+from tests.e2e.shopper import Shopper, next_result
 
 
 def test_scenario_1_paid_order_is_green_finished_and_debited(shopper: Shopper) -> None:
-    assert shopper.create_account().status_code == 201
-    assert shopper.deposit(1000).json()["balance"] == 1000
-    with shopper.connect() as ws:
-        order = shopper.order(200)
-        assert order["status"] == "new"
-        frame = next_result(ws)
-    assert frame == {"type": "payment_result", "order_id": order["id"], "user_id": shopper.user_id,
-                     "amount": 200, "status": "success", "order_status": "finished", "reason": None}
-    assert shopper.wait_terminal({order["id"]})[order["id"]]["status"] == "finished"
-    assert shopper.balance() == 800
+    """Deposit 1000, order 200: success on the WebSocket, the order finished, 800 left
+    (the steps and their checks: `paid_order`, which the trace and compose tests replay)."""
+    paid_order(shopper)
 
 
 def test_scenario_2_refused_order_is_red_cancelled_and_balance_unchanged(shopper: Shopper) -> None:

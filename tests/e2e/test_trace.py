@@ -14,8 +14,8 @@ from pathlib import Path
 
 from honcho.printer import Message, Printer
 
-from tests.e2e.conftest import Shopper
-from tests.e2e.test_scenarios import test_scenario_1_paid_order_is_green_finished_and_debited as scenario_1
+from tests.e2e.scenarios import paid_order
+from tests.e2e.shopper import Shopper
 from tests.support import Stack, wait_until
 
 GOZON = Path(sys.executable).with_name("gozon")
@@ -77,8 +77,9 @@ def as_compose_prints(stack: Stack) -> str:
 
 
 def test_trace_tells_scenario_1_from_click_to_websocket_frame(running: Stack, shopper: Shopper) -> None:
-    scenario_1(shopper)
+    paid = paid_order(shopper)
     [order] = shopper.orders()
+    assert order["id"] == paid["id"]
     ends = {(service, event) for service, event, _ in BRANCHES}
     # The scenario has seen the frame and the order finished; the lines saying so may trail.
     wait_until(lambda: ends <= {(name, r["event"]) for name, r in records(running) if r.get("order_id") == order["id"]},

@@ -20,7 +20,7 @@ import pytest
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import connect
 
-from tests.e2e.conftest import Shopper, funded_user, next_result
+from tests.e2e.shopper import Shopper, funded_user, next_result
 from tests.support import Stack, wait_until
 
 BURST = 240  # connections, 16 at a time
