@@ -41,7 +41,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     purge_interval: float = 600.0
     # Messages handled at once per consumer: `inbox_workers` transactions of up to
     # `inbox_batch` messages each; new orders are written up to `order_batch` a transaction.
-    inbox_workers: int = 4
+    inbox_workers: int = 1
     inbox_batch: int = 32
     order_batch: int = 64
     ws_queue_size: int = 64

@@ -37,8 +37,7 @@ def configure(service: str, *, fmt: str = "auto", level: str = "info") -> None:
 
     shared = [
         structlog.contextvars.merge_contextvars,
-        structlog.stdlib.add_log_level,
-        structlog.stdlib.ExtraAdder(),
+        structlog.processors.add_log_level,
         add_service,
         structlog.processors.TimeStamper(fmt="iso", utc=True, key="ts"),
     ]
@@ -55,7 +54,7 @@ def configure(service: str, *, fmt: str = "auto", level: str = "info") -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(
         structlog.stdlib.ProcessorFormatter(
-            foreign_pre_chain=[*shared, structlog.stdlib.add_logger_name],
+            foreign_pre_chain=[*shared, structlog.stdlib.ExtraAdder(), structlog.stdlib.add_logger_name],
             processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, *tail, renderer],
         )
     )
@@ -72,9 +71,11 @@ def configure(service: str, *, fmt: str = "auto", level: str = "info") -> None:
     # server closes at shutdown (fixed in 3.12); it is not one.
     logging.getLogger("asyncio").addFilter(_not_cancellation)
 
+    # Our own events skip the stdlib machinery (a LogRecord, a handler and a formatter
+    # per line): rendered straight to stderr, the same renderer as the stdlib's records.
     structlog.configure(
-        processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
-        logger_factory=structlog.stdlib.LoggerFactory(),
-        wrapper_class=structlog.stdlib.BoundLogger,
+        processors=[*shared, *tail, renderer],
+        logger_factory=structlog.WriteLoggerFactory(file=sys.stderr),
+        wrapper_class=structlog.make_filtering_bound_logger(root.level),
         cache_logger_on_first_use=True,
     )

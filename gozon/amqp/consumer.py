@@ -99,17 +99,21 @@ class Consumer(Generic[T]):
 
     async def _consume(self, channel: AbstractChannel, queue: AbstractQueue, stop: anyio.Event) -> None:
         """Consume until `stop` is set, then cancel the consumer, finish what arrived, return."""
+        acks = _Acks()
         with Mailbox[AbstractIncomingMessage](self.workers * self.batch * 2) as mailbox:
 
             async def on_message(message: AbstractIncomingMessage) -> None:
+                acks.received(message)
                 try:
                     await mailbox.put(message)
                 except anyio.ClosedResourceError:
+                    acks.gone(message)
                     await message.nack(requeue=True)
 
             async def work() -> None:
                 async for message in mailbox:
-                    await self._process(channel, queue.name, [message, *mailbox.waiting(self.batch - 1)], stop)
+                    await self._process(channel, queue.name, [message, *mailbox.waiting(self.batch - 1)],
+                                        acks, stop)
 
             async with task_group() as tg:
                 for n in range(self.workers):
@@ -122,18 +126,19 @@ class Consumer(Generic[T]):
                 mailbox.close()
 
     async def _process(self, channel: AbstractChannel, queue: str, messages: list[AbstractIncomingMessage],
-                       stop: anyio.Event) -> None:
+                       acks: _Acks, stop: anyio.Event) -> None:
         batch = []
         for message in messages:
             try:
                 batch.append((message, self._decode(message)))
             except Poison as exc:
-                await self._reject(channel, queue, message, str(exc))
+                await self._reject(channel, queue, message, str(exc), acks)
         if batch:
-            await self._handle(channel, queue, batch, stop)
+            await self._handle(channel, queue, batch, acks, stop)
 
     async def _handle(self, channel: AbstractChannel, queue: str,
-                      batch: list[tuple[AbstractIncomingMessage, Delivery[T]]], stop: anyio.Event) -> None:
+                      batch: list[tuple[AbstractIncomingMessage, Delivery[T]]], acks: _Acks,
+                      stop: anyio.Event) -> None:
         retry = Retry("dependency unavailable, will retry the messages", log)
         failures = 0
         while True:
@@ -149,20 +154,19 @@ class Consumer(Generic[T]):
                     log.warning("batch failed, handling its messages one by one", messages=len(batch),
                                 error=f"{type(exc).__name__}: {exc}")
                     for one in batch:
-                        await self._handle(channel, queue, [one], stop)
+                        await self._handle(channel, queue, [one], acks, stop)
                     return
                 failures += 1
                 if isinstance(exc, Poison) or failures >= ATTEMPTS:
                     reason = str(exc) if isinstance(exc, Poison) else f"{type(exc).__name__}: {exc}"
-                    await self._reject(channel, queue, batch[0][0], reason, exc)
+                    await self._reject(channel, queue, batch[0][0], reason, acks, exc)
                     return
                 log.warning("message failed, trying it again", attempt=failures, message_id=batch[0][0].message_id,
                             error=f"{type(exc).__name__}: {exc}")
                 if not await unless_stopped(stop, anyio.sleep(BUG_BACKOFF.delay(failures - 1))):
                     return
         metrics.INBOX_PROCESSED.inc(len(batch))
-        for message, _ in batch:
-            await _settle(message.ack)
+        await acks.ack([message for message, _ in batch])
 
     def _decode(self, message: AbstractIncomingMessage) -> Delivery[T]:
         try:
@@ -180,7 +184,7 @@ class Consumer(Generic[T]):
         return Delivery(message_id=message_id, trace_id=trace_id, body=body, redelivered=message.redelivered)
 
     async def _reject(self, channel: AbstractChannel, queue: str, message: AbstractIncomingMessage,
-                      reason: str, error: BaseException | None = None) -> None:
+                      reason: str, acks: _Acks, error: BaseException | None = None) -> None:
         # A bug's traceback is logged; a poison message's reason says it all.
         exc_info = None if error is None or isinstance(error, Poison) else error
         with structlog.contextvars.bound_contextvars(message_id=message.message_id,
@@ -191,11 +195,12 @@ class Consumer(Generic[T]):
                 await _dead_letter(channel, queue, message, reason)
             else:
                 log.error("poison message dropped", reason=reason, exc_info=exc_info)
-                await _settle(message.ack)
+            await acks.ack([message])
 
 
 async def _dead_letter(channel: AbstractChannel, queue: str, message: AbstractIncomingMessage, reason: str) -> None:
-    """Publish the body to `<queue>.dlq` with our reason (under a confirm), then ack it."""
+    """Publish the body to `<queue>.dlq` with our reason, under a confirm (the caller
+    acks the original once this returned)."""
     dlx = await channel.get_exchange(DEAD_LETTERS, ensure=False)
     # A message without an id gets a random one when re-published: the header keeps
     # what the original really carried.
@@ -215,7 +220,30 @@ async def _dead_letter(channel: AbstractChannel, queue: str, message: AbstractIn
             routing_key=dead_letter_queue(queue),
         )
     metrics.INBOX_DEAD_LETTERED.inc()
-    await _settle(message.ack)
+
+
+class _Acks:
+    """The deliveries of one channel not settled yet. A batch whose tags are the lowest
+    outstanding is acked with one frame (`multiple`: every tag up to its highest), any
+    other message by message."""
+
+    def __init__(self) -> None:
+        self._open: set[int] = set()
+
+    def received(self, message: AbstractIncomingMessage) -> None:
+        self._open.add(message.delivery_tag)
+
+    def gone(self, message: AbstractIncomingMessage) -> None:
+        self._open.discard(message.delivery_tag)
+
+    async def ack(self, messages: Sequence[AbstractIncomingMessage]) -> None:
+        self._open.difference_update(m.delivery_tag for m in messages)
+        last = max(messages, key=lambda m: m.delivery_tag)
+        if len(messages) > 1 and all(tag > last.delivery_tag for tag in self._open):
+            await _settle(lambda: last.ack(multiple=True))
+        else:
+            for message in messages:
+                await _settle(message.ack)
 
 
 async def _settle(action: Callable[[], Awaitable[None]]) -> None:
