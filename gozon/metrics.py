@@ -7,6 +7,8 @@ Each service is a process of its own and uses the default registry (which adds t
     gozon_outbox_pending_rows                      gauge, read from the database at each scrape
     gozon_outbox_oldest_pending_age_seconds        gauge, read from the database at each scrape
     gozon_outbox_published_total                   rows the broker confirmed and the relay marked sent
+    gozon_outbox_set_aside_total                   rows the broker refused for good (unroutable), set aside
+    gozon_outbox_set_aside_rows                    gauge, read from the database at each scrape
     gozon_inbox_processed_total                    messages handled and acked (duplicates included)
     gozon_inbox_duplicates_skipped_total           messages whose id was already in the inbox
     gozon_inbox_dead_lettered_total                poison messages moved to their `.dlq`
@@ -26,6 +28,8 @@ HTTP_REQUESTS = Histogram(
 OUTBOX_PENDING = Gauge("gozon_outbox_pending_rows", "Outbox rows not yet published")
 OUTBOX_OLDEST_AGE = Gauge("gozon_outbox_oldest_pending_age_seconds", "Age of the oldest unpublished outbox row")
 OUTBOX_PUBLISHED = Counter("gozon_outbox_published", "Outbox rows published and marked sent")
+OUTBOX_SET_ASIDE = Counter("gozon_outbox_set_aside", "Outbox rows the broker refused for good, set aside")
+OUTBOX_SET_ASIDE_ROWS = Gauge("gozon_outbox_set_aside_rows", "Outbox rows set aside, waiting for an operator")
 INBOX_PROCESSED = Counter("gozon_inbox_processed", "Inbox messages handled and acked, duplicates included")
 INBOX_DUPLICATES = Counter("gozon_inbox_duplicates_skipped", "Inbox messages skipped as already handled")
 INBOX_DEAD_LETTERED = Counter("gozon_inbox_dead_lettered", "Poison messages moved to the dead-letter queue")

@@ -1,6 +1,13 @@
 """Confirmed publishing: persistent messages carrying their own message_id, trace id
 and type, sent together on one channel so their confirms pipeline; a message counts as
-published only once the broker acked it (an unroutable one raises, it is not acked)."""
+published only once the broker acked it.
+
+Each message that is not acked is either *refused for good* — returned as unroutable
+(mandatory, on a channel opened with `on_return_raises`): no queue is bound to where it
+goes, so sending it again cannot help — or not confirmed *for now* (connection or
+channel lost, timeout, nack), to be sent again later. A nack is "for now": RabbitMQ
+nacks when a queue cannot take the message at the moment (full under `reject-publish`,
+no quorum, an internal error), and a correct publisher retries it."""
 
 from __future__ import annotations
 
@@ -8,12 +15,24 @@ from collections.abc import Sequence
 
 import aio_pika
 import anyio
+import msgspec
 from aio_pika.abc import AbstractChannel, AbstractExchange
+from aio_pika.exceptions import PublishError
 
 from gozon.messages import DEFAULT_EXCHANGE, Envelope
 from gozon.runtime.tasks import task_group
 
 CONFIRM_TIMEOUT = 10.0
+
+
+class Published(msgspec.Struct, frozen=True):
+    """How one `publish_confirmed` went, by position in the envelopes given."""
+
+    confirmed: list[int]
+    # Position → why the broker refuses it for good.
+    refused: dict[int, str]
+    # The first failure that may pass (the rest not confirmed is to send again later).
+    error: BaseException | None
 
 
 def to_amqp(envelope: Envelope) -> aio_pika.Message:
@@ -27,25 +46,33 @@ def to_amqp(envelope: Envelope) -> aio_pika.Message:
     )
 
 
-async def publish_confirmed(channel: AbstractChannel,
-                            envelopes: Sequence[Envelope]) -> tuple[list[int], BaseException | None]:
-    """Publish `envelopes` at once and wait for their confirms.
+def refusal(returned: PublishError) -> str:
+    """Why the broker returned a message, e.g. "unroutable: 312 NO_ROUTE (exchange '',
+    routing key 'nowhere')"."""
+    frame = returned.frame
+    return (f"unroutable: {frame.reply_code} {frame.reply_text}"
+            f" (exchange {frame.exchange!r}, routing key {frame.routing_key!r})")
 
-    Returns the positions (in `envelopes`) the broker confirmed and the first error
-    seen, if any; what was not confirmed is the caller's to send again later.
-    """
+
+async def publish_confirmed(channel: AbstractChannel, envelopes: Sequence[Envelope]) -> Published:
+    """Publish `envelopes` at once and wait for their confirms (or returns)."""
     exchanges: dict[str, AbstractExchange] = {}
     for name in {e.exchange for e in envelopes}:
         exchanges[name] = (channel.default_exchange if name == DEFAULT_EXCHANGE
                            else await channel.get_exchange(name, ensure=False))
 
     confirmed: list[int] = []
+    refused: dict[int, str] = {}
     errors: list[BaseException] = []
 
     async def publish(position: int, envelope: Envelope) -> None:
         try:
             with anyio.fail_after(CONFIRM_TIMEOUT):
-                await exchanges[envelope.exchange].publish(to_amqp(envelope), routing_key=envelope.routing_key)
+                # mandatory: the broker returns what it cannot route instead of dropping it.
+                await exchanges[envelope.exchange].publish(to_amqp(envelope), routing_key=envelope.routing_key,
+                                                           mandatory=True)
+        except PublishError as exc:
+            refused[position] = refusal(exc)
         except Exception as exc:  # reported to the caller, who keeps it pending
             errors.append(exc)
         else:
@@ -54,4 +81,4 @@ async def publish_confirmed(channel: AbstractChannel,
     async with task_group() as tg:
         for position, envelope in enumerate(envelopes):
             tg.start_soon(publish, position, envelope)
-    return sorted(confirmed), (errors[0] if errors else None)
+    return Published(sorted(confirmed), dict(sorted(refused.items())), errors[0] if errors else None)

@@ -1,12 +1,19 @@
 """The outbox table: rows are appended in the caller's transaction and published by
 the relay, which claims them with SKIP LOCKED so that relays never publish a row
-concurrently, and marks them sent only after the broker confirmed them."""
+concurrently, and marks them sent only after the broker confirmed them. A row the
+broker refuses for good is set aside with its reason instead: it is no longer pending
+(the rows behind it flow), and it is kept, never purged, until an operator acts on it.
+
+    pending     sent_at IS NULL AND set_aside_at IS NULL
+    sent        sent_at IS NOT NULL            purged after the retention period
+    set aside   set_aside_at IS NOT NULL       listed by `set_aside_rows`"""
 
 from __future__ import annotations
 
 import math
-from collections.abc import Awaitable, Callable, Sequence
-from datetime import timedelta
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from datetime import datetime, timedelta
+from typing import Any
 
 import anyio
 import msgspec
@@ -25,6 +32,25 @@ class Pending(msgspec.Struct, frozen=True):
 
     id: int
     envelope: Envelope
+
+
+class SetAside(msgspec.Struct, frozen=True):
+    """A row set aside: what it carries, when and why the broker refused it."""
+
+    id: int
+    envelope: Envelope
+    set_aside_at: datetime
+    reason: str
+
+
+_COLUMNS = "id, message_id, exchange, routing_key, message_type, payload::text AS payload, trace_id"
+
+
+def _envelope(row: Mapping[str, Any]) -> Envelope:
+    return Envelope(
+        message_id=row["message_id"], message_type=row["message_type"], trace_id=row["trace_id"],
+        exchange=row["exchange"], routing_key=row["routing_key"], body=row["payload"].encode(),
+    )
 
 
 async def append(con: Connection, message: Message, trace_id: str | None) -> Envelope:
@@ -54,22 +80,38 @@ async def claim(con: Connection, limit: int) -> list[Pending]:
     """Lock up to `limit` pending rows, oldest first; rows other relays hold are skipped.
     Must run inside a transaction, which holds the locks until `mark_sent` commits."""
     rows = await con.fetch(
-        "SELECT id, message_id, exchange, routing_key, message_type, payload::text AS payload, trace_id"
-        " FROM outbox WHERE sent_at IS NULL ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED",
+        f"SELECT {_COLUMNS} FROM outbox WHERE sent_at IS NULL AND set_aside_at IS NULL"
+        " ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED",
         limit,
     )
-    return [Pending(row["id"], Envelope(
-        message_id=row["message_id"], message_type=row["message_type"], trace_id=row["trace_id"],
-        exchange=row["exchange"], routing_key=row["routing_key"], body=row["payload"].encode(),
-    )) for row in rows]
+    return [Pending(row["id"], _envelope(row)) for row in rows]
 
 
 async def mark_sent(con: Connection, ids: Sequence[int]) -> None:
     await con.execute("UPDATE outbox SET sent_at = now() WHERE id = any($1::bigint[])", list(ids))
 
 
+async def set_aside(con: Connection, refused: Sequence[tuple[int, str]]) -> None:
+    """Set the claimed rows `refused` ((id, reason) pairs) aside, in the claiming transaction."""
+    if refused:
+        await con.execute(
+            "UPDATE outbox SET set_aside_at = now(), set_aside_reason = r.reason"
+            " FROM unnest($1::bigint[], $2::text[]) AS r(id, reason) WHERE outbox.id = r.id",
+            *map(list, zip(*refused, strict=True)),
+        )
+
+
+async def set_aside_rows(con: Connection) -> list[SetAside]:
+    """Every row set aside, oldest first."""
+    rows = await con.fetch(
+        f"SELECT {_COLUMNS}, set_aside_at, set_aside_reason FROM outbox"
+        " WHERE set_aside_at IS NOT NULL ORDER BY id"
+    )
+    return [SetAside(row["id"], _envelope(row), row["set_aside_at"], row["set_aside_reason"]) for row in rows]
+
+
 async def purge(con: Connection, older_than: timedelta) -> int:
-    """Delete the rows sent longer ago than `older_than`."""
+    """Delete the rows sent longer ago than `older_than` (a row set aside was never sent)."""
     return rows_affected(await con.execute("DELETE FROM outbox WHERE sent_at < now() - $1::interval", older_than))
 
 
@@ -77,24 +119,30 @@ async def backlog(con: Connection) -> tuple[int, float]:
     """(pending rows, age in seconds of the oldest pending row, 0 when none)."""
     row = await con.fetchrow(
         "SELECT count(*) AS pending, coalesce(extract(epoch FROM now() - min(created_at)), 0)::float8 AS age"
-        " FROM outbox WHERE sent_at IS NULL"
+        " FROM outbox WHERE sent_at IS NULL AND set_aside_at IS NULL"
     )
     return row["pending"], row["age"]
 
 
+async def set_aside_count(con: Connection) -> int:
+    return await con.fetchval("SELECT count(*) FROM outbox WHERE set_aside_at IS NOT NULL")
+
+
 def backlog_gauges(db: Database) -> Callable[[], Awaitable[None]]:
-    """A scrape hook that reads the outbox backlog of `db` into its gauges."""
+    """A scrape hook that reads the outbox backlog (and rows set aside) of `db` into its gauges."""
 
     async def refresh() -> None:
         # Not a number while the database cannot say: a stale figure would mislead.
-        pending, age = math.nan, math.nan
+        pending, age, aside = math.nan, math.nan, math.nan
         with anyio.move_on_after(SCRAPE_TIMEOUT):
             try:
                 async with db.acquire() as con:
                     pending, age = await backlog(con)
+                    aside = await set_aside_count(con)
             except DatabaseUnavailable:
                 pass  # the rest of the page is still worth serving
         metrics.OUTBOX_PENDING.set(pending)
         metrics.OUTBOX_OLDEST_AGE.set(age)
+        metrics.OUTBOX_SET_ASIDE_ROWS.set(aside)
 
     return refresh

@@ -7,7 +7,6 @@ import uuid
 from collections.abc import Mapping, Sequence
 from datetime import timedelta
 
-
 from gozon.db import Connection, LockTimeout, inbox, outbox, rows_affected
 from gozon.db.migrate import COMMON
 from gozon.errors import Poison
@@ -122,16 +121,22 @@ async def settle(con: Connection, results: Sequence[tuple[uuid.UUID, PaymentResu
     each message: `duplicate`, `settled` or `ignored`."""
     async with con.transaction():
         fresh = await inbox.record_all(con, [message_id for message_id, _ in results], "payment_result")
-        applied = list({message_id: result for message_id, result in reversed(results) if message_id in fresh}.items())
-        await _check_about_their_orders(con, [result for _, result in applied])
+        await _check_about_their_orders(con, [result for message_id, result in results if message_id in fresh])
+        # One result per order: the first of the batch (the others find it no longer `new`).
+        first: dict[int, tuple[uuid.UUID, PaymentResult]] = {}
+        for message_id, result in results:
+            if message_id in fresh:
+                first.setdefault(result.order_id, (message_id, result))
+        applied = [result for _, result in first.values()]
         settled = {row["id"] for row in await con.fetch(
             "UPDATE orders SET status = r.status, reason = r.reason, updated_at = now()"
             " FROM unnest($1::bigint[], $2::text[], $3::text[]) AS r (id, status, reason)"
             " WHERE orders.id = r.id AND orders.status = 'new' RETURNING orders.id",
-            [r.order_id for _, r in applied], [r.order_status for _, r in applied], [r.reason for _, r in applied],
+            [r.order_id for r in applied], [r.order_status for r in applied], [r.reason for r in applied],
         )} if applied else set()
-    return {message_id: "duplicate" if message_id not in fresh else
-            "settled" if result.order_id in settled else "ignored" for message_id, result in results}
+    winners = {message_id for message_id, result in first.values() if result.order_id in settled}
+    return {message_id: "duplicate" if message_id not in fresh else "settled" if message_id in winners else "ignored"
+            for message_id, _ in results}
 
 
 async def _check_about_their_orders(con: Connection, results: Sequence[PaymentResult]) -> None:

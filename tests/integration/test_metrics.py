@@ -28,6 +28,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.anyio]
 PENDING = "gozon_outbox_pending_rows"
 OLDEST = "gozon_outbox_oldest_pending_age_seconds"
 PUBLISHED = "gozon_outbox_published_total"
+SET_ASIDE = "gozon_outbox_set_aside_rows"
 REQUESTS = "gozon_http_request_duration_seconds_count"
 
 
@@ -104,5 +105,5 @@ async def test_the_outbox_backlog_is_read_at_scrape_time_and_published_rows_are_
 
 async def test_the_outbox_backlog_is_not_a_number_while_the_database_is_unreachable() -> None:
     await outbox.backlog_gauges(Database(TEST_SETTINGS.orders_db, []))()
-    assert math.isnan(sample(PENDING)) and math.isnan(sample(OLDEST))
+    assert math.isnan(sample(PENDING)) and math.isnan(sample(OLDEST)) and math.isnan(sample(SET_ASIDE))
     assert b"gozon_outbox_pending_rows NaN" in generate_latest()

@@ -1,21 +1,24 @@
 """The outbox relay against the real PostgreSQL and RabbitMQ (spec §5, Outbox): every
 row published, once even with two relays at once, in creation order, through a broker
-connection loss, and promptly when NOTIFY rings."""
+connection loss, and promptly when NOTIFY rings; a row the broker refuses for good is
+set aside without holding up the rows behind it, a row it nacks is sent again."""
 
 from __future__ import annotations
 
 import time
 import uuid
 from collections import Counter
+from datetime import timedelta
 
 import anyio
 import msgspec
 import pytest
+from prometheus_client import REGISTRY
 from structlog.testing import capture_logs
 
 from gozon.actors.relay import OutboxRelay
 from gozon.db import Database, outbox
-from gozon.messages import PaymentRequested, envelope
+from gozon.messages import DEFAULT_EXCHANGE, PaymentRequested, envelope
 from gozon.orders import store as orders_store
 from tests.settings import TEST_SETTINGS, VHOST, rabbitmqctl
 from tests.integration.helpers import (
@@ -57,16 +60,17 @@ class CountingRelay(OutboxRelay):
         return n
 
 
-async def append_rows(db: Database, count: int, *, first: int = 1, per_transaction: int = 50) -> list[uuid.UUID]:
-    """Append `count` payment requests for RELAY_QUEUE, `per_transaction` per commit."""
+async def append_rows(db: Database, count: int, *, first: int = 1, per_transaction: int = 50,
+                      routing_key: str = RELAY_QUEUE) -> list[uuid.UUID]:
+    """Append `count` payment requests for `routing_key` (on the default exchange),
+    `per_transaction` per commit."""
     ids: list[uuid.UUID] = []
     for start in range(first, first + count, per_transaction):
         async with db.acquire() as con, con.transaction():
             for order_id in range(start, min(start + per_transaction, first + count)):
                 request = PaymentRequested(order_id=order_id, user_id=1, amount=order_id)
-                to_relay_queue = msgspec.structs.replace(envelope(request, f"trace-{order_id}"),
-                                                         routing_key=RELAY_QUEUE)
-                ids.append((await outbox.add(con, [to_relay_queue]))[0].message_id)
+                addressed = msgspec.structs.replace(envelope(request, f"trace-{order_id}"), routing_key=routing_key)
+                ids.append((await outbox.add(con, [addressed]))[0].message_id)
     return ids
 
 
@@ -197,3 +201,99 @@ async def test_notify_wakes_the_relay_long_before_its_poll(orders_db: Database, 
             latencies.append(round(time.monotonic() - started, 3))
     print(f"commit-to-published latencies: {latencies}")
     assert [m.message_id for m in await drain(relay_queue)] == await outbox_ids_in_order(orders_db)
+
+
+def sample(name: str) -> float:
+    """The sample's value in this process's registry; absent (never incremented) is 0."""
+    return REGISTRY.get_sample_value(name) or 0.0
+
+
+async def test_a_row_the_broker_refuses_for_good_is_set_aside_and_the_rows_behind_it_flow(
+        orders_db: Database, broker, relay_queue: str) -> None:
+    # Oldest first: rows no queue is bound to, then ordinary rows behind them.
+    nowhere = "relay_test_nowhere"
+    unroutable = await append_rows(orders_db, 3, routing_key=nowhere)
+    ordinary = await append_rows(orders_db, 30, first=4, per_transaction=10)
+    counted = sample("gozon_outbox_set_aside_total")
+    relay = OutboxRelay(orders_db, broker, batch=10, poll_interval=0.5)
+    with capture_logs() as logs:
+        async with running(relay):
+            await eventually(lambda: pending_is(orders_db, 0), what="every row sent or set aside")
+            # The relay keeps going: rows committed later go out too.
+            ordinary += await append_rows(orders_db, 5, first=34)
+            await eventually(lambda: pending_is(orders_db, 0), what="the later rows sent")
+
+    assert [m.message_id for m in await drain(relay_queue)] == [str(i) for i in ordinary]
+    async with orders_db.acquire() as con:
+        aside = await outbox.set_aside_rows(con)
+        assert await con.fetchval("SELECT count(*) FROM outbox WHERE sent_at IS NOT NULL") == 35
+    assert [row.envelope.message_id for row in aside] == unroutable
+    for row in aside:
+        assert "unroutable" in row.reason and "NO_ROUTE" in row.reason and nowhere in row.reason, row.reason
+        assert (row.envelope.exchange, row.envelope.routing_key) == (DEFAULT_EXCHANGE, nowhere)
+
+    # Counted once each, visible at scrape, and logged for operators with what to find them by.
+    assert sample("gozon_outbox_set_aside_total") - counted == 3
+    await outbox.backlog_gauges(orders_db)()
+    assert (sample("gozon_outbox_set_aside_rows"), sample("gozon_outbox_pending_rows")) == (3, 0)
+    warnings = [e for e in logs if e["event"] == "outbox row set aside"]
+    assert [w["message_id"] for w in warnings] == [str(i) for i in unroutable]
+    assert all(w["log_level"] == "warning" and w["destination"] == nowhere and "NO_ROUTE" in w["reason"]
+               and w["trace_id"].startswith("trace-") for w in warnings), warnings
+    # Refused for good is not "broker down": no pause, no retry loop.
+    assert "relay paused" not in [e["event"] for e in logs]
+
+    # Set-aside rows wait for an operator: retention purges the sent rows only.
+    async with orders_db.acquire() as con:
+        assert await outbox.purge(con, timedelta(0)) == 35
+        assert [row.id for row in await outbox.set_aside_rows(con)] == [row.id for row in aside]
+
+
+async def pending_is(db: Database, expected: int) -> bool:
+    return await pending(db) == expected
+
+
+FULL_QUEUE = "relay_test_full_queue"
+
+
+async def test_a_row_the_broker_nacks_stays_pending_and_goes_out_once_it_can(orders_db: Database, broker) -> None:
+    # A queue that holds one message and nacks the publishes beyond it (reject-publish):
+    # a refusal for now, not for good.
+    async def declare() -> None:
+        async with amqp_channel() as channel:
+            await channel.queue_delete(FULL_QUEUE)
+            await channel.declare_queue(FULL_QUEUE, arguments={"x-max-length": 1, "x-overflow": "reject-publish"})
+
+    await retrying(declare, f"declare {FULL_QUEUE}")
+    rows = await append_rows(orders_db, 3, routing_key=FULL_QUEUE)
+    received: list[str] = []
+
+    async def taken_and_all_sent() -> bool:
+        # Each message taken makes room for one more.
+        received.extend(m.message_id for m in await drain(FULL_QUEUE))
+        return await all_sent(orders_db, 3)
+
+    relay = OutboxRelay(orders_db, broker, batch=10, poll_interval=0.5)
+    with capture_logs() as logs:
+        async with running(relay):
+            await eventually(lambda: nack_pauses(logs, 2), what="the relay to pause on nacks, twice")
+            assert await pending(orders_db) == 2
+            await eventually(taken_and_all_sent, what="the nacked rows sent once the queue has room")
+    received.extend(m.message_id for m in await drain(FULL_QUEUE))
+
+    assert "outbox row set aside" not in [e["event"] for e in logs]
+    async with orders_db.acquire() as con:
+        assert await outbox.set_aside_rows(con) == []
+    assert sorted(received) == sorted(str(i) for i in rows)
+    await retrying(delete_full_queue, f"delete {FULL_QUEUE}")
+
+
+async def nack_pauses(logs: list[dict], times: int) -> bool:
+    paused = [e for e in logs if e["event"] == "relay paused"]
+    assert all("Nack" in e["error"] for e in paused), paused
+    return len(paused) >= times
+
+
+async def delete_full_queue() -> None:
+    async with amqp_channel() as channel:
+        await channel.queue_delete(FULL_QUEUE)
