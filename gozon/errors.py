@@ -3,7 +3,8 @@ failures of PostgreSQL and RabbitMQ, and actors catch only these:
 
     GozonError
     ├── Transient               a dependency is down or refused us: wait and retry
-    │   ├── DatabaseUnavailable     PostgreSQL unreachable, restarting, out of slots, ...
+    │   ├── DatabaseUnavailable     PostgreSQL unreachable, restarting, out of slots, a connection
+    │   │                           lost mid-use; a deadlock or serialization failure (retry it)
     │   └── BrokerUnavailable       RabbitMQ unreachable, connection or channel lost
     └── Poison                  this message can never be handled: dead-letter it
 

@@ -33,8 +33,13 @@ DOWN = (
     asyncpg.OperatorInterventionError,  # admin shutdown, crash shutdown, cannot connect now
     asyncpg.InsufficientResourcesError,  # too many connections, out of memory or disk
     asyncpg.TransactionRollbackError,  # serialization failure, deadlock: the transaction may be retried
-    asyncpg.InternalClientError,  # the protocol's state after a connection was lost mid-query
+    asyncpg.OutdatedSchemaCacheError,  # a migration changed a table under a cached plan: retry afresh
 )
+
+# What asyncpg may raise instead when the connection was lost mid-use: "cannot switch to
+# state ..." (the server's FATAL came between two queries), "released back to the pool",
+# or the ROLLBACK of the transaction the loss ended. An outage only then; else a bug.
+_CLIENT_ERRORS = (asyncpg.InterfaceError, asyncpg.InternalClientError)
 
 ACQUIRE_TIMEOUT = 5.0
 COMMAND_TIMEOUT = 30.0
@@ -58,8 +63,13 @@ class Database(Resource):
             raise DatabaseUnavailable("the database is not ready")
         try:
             async with self._pool.acquire(timeout=ACQUIRE_TIMEOUT) as con:
-                yield con
-        except DOWN as exc:
+                try:
+                    yield con
+                except Exception as exc:
+                    if is_outage(exc, con):  # judged before the release, which detaches `con`
+                        raise DatabaseUnavailable(str(exc) or type(exc).__name__) from exc
+                    raise
+        except DOWN as exc:  # acquiring or releasing
             raise DatabaseUnavailable(str(exc) or type(exc).__name__) from exc
 
     async def ping(self) -> bool:
@@ -83,7 +93,9 @@ class Database(Resource):
                     reset=_nothing_to_reset,
                 )
                 break
-            except DOWN as exc:
+            except Exception as exc:
+                if not is_outage(exc):
+                    raise
                 await retry.failed(exc, db=_database_name(self.dsn))
         log.info("database ready", db=_database_name(self.dsn))
         self._up()
@@ -93,6 +105,24 @@ class Database(Resource):
             with anyio.move_on_after(5, shield=True):
                 await self._pool.close()
             self._pool.terminate()
+
+
+def is_outage(exc: BaseException, con: Connection | None = None) -> bool:
+    """Whether `exc` means PostgreSQL is down or refused us (wait and retry), not a bug:
+    one of DOWN, or an asyncpg client error on `con` lost meanwhile or caused by one."""
+    if isinstance(exc, DOWN):
+        return True
+    if not isinstance(exc, _CLIENT_ERRORS):
+        return False
+    cause = exc.__cause__ or exc.__context__
+    return (con is not None and _lost(con)) or (cause is not None and is_outage(cause))
+
+
+def _lost(con: Connection) -> bool:
+    try:
+        return con.is_closed()
+    except asyncpg.InterfaceError:  # asyncpg detaches a pooled connection that closed under us
+        return True
 
 
 async def _nothing_to_reset(con: Connection) -> None:

@@ -10,7 +10,7 @@ import anyio
 import asyncpg
 import structlog
 
-from gozon.db.database import DOWN
+from gozon.db.database import DOWN, is_outage
 from gozon.runtime.retry import Retry
 
 log = structlog.get_logger("gozon.db")
@@ -33,7 +33,9 @@ async def listen_forever(dsn: str, channel: str, on_notify: Callable[[], object]
             while True:
                 await anyio.sleep(check_every)
                 await con.fetchval("SELECT 1", timeout=5)
-        except DOWN as exc:
+        except Exception as exc:
+            if not is_outage(exc, con):  # e.g. "connection is closed" when the check finds it dead
+                raise
             log.warning("listen connection lost", channel=channel, error=str(exc) or type(exc).__name__)
         finally:
             with anyio.move_on_after(2, shield=True):

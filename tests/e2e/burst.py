@@ -8,6 +8,7 @@ import time
 import uuid
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
+from typing import NamedTuple
 
 import httpx
 
@@ -17,6 +18,22 @@ from tests.support import wait_until
 # or the same Idempotency-Key still in flight (409); None is no answer at all.
 RETRIED = (None, 409, 502, 503, 504)
 RETRY_PAUSE = 0.1  # seconds between a careful client's attempts
+
+
+class Attempt(NamedTuple):
+    """One POST as the client saw it: when it was sent (perf_counter), how long its
+    answer took, its status (None: no answer) and, for a JSON error, its `error` code."""
+
+    sent_at: float
+    took: float
+    status: int | None
+    error: str | None
+
+
+def _error_code(response: httpx.Response) -> str | None:
+    if response.status_code < 400 or not response.headers.get("content-type", "").startswith("application/json"):
+        return None
+    return response.json().get("error")
 
 
 class Burst:
@@ -35,6 +52,7 @@ class Burst:
         self.retry_for = retry_for
         self.responses: list[tuple[int, int, int | None, dict | str]] = []  # user, amount, status, body
         self.retries = 0
+        self.attempts: list[Attempt] = []  # every POST, retries included
         self._lock = threading.Lock()
         self._thread = threading.Thread(target=self._run, name="burst", daemon=True)
         self.started_at = 0.0
@@ -44,12 +62,15 @@ class Burst:
         headers = {"Idempotency-Key": f"burst-{uuid.uuid4()}"} if self.retry_for else {}
         deadline = time.monotonic() + self.retry_for
         while True:
+            sent_at, error = time.perf_counter(), None
             try:
                 response = self.http.post("/orders", json={"user_id": user_id, "amount": amount}, headers=headers)
-                status = response.status_code
+                status, error = response.status_code, _error_code(response)
                 body = response.json() if status == 201 else response.text
             except httpx.TransportError as exc:  # no answer: the order may or may not exist
                 status, body = None, repr(exc)
+            with self._lock:
+                self.attempts.append(Attempt(sent_at, time.perf_counter() - sent_at, status, error))
             if status not in RETRIED or time.monotonic() > deadline:
                 break
             with self._lock:
