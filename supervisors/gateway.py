@@ -38,14 +38,15 @@ async def main(stop: anyio.Event, settings: Settings) -> None:
             open_broker(settings.amqp_url, "gozon gateway") as broker,
             proxy.client(settings.proxy_timeout) as http,
         ):
-            app = api.build(hub, http, settings=settings,
-                            ready={"broker": lambda: broker.ready,
-                                   "orders": partial(proxy.ready, http, settings.orders_url),
-                                   "payments": partial(proxy.ready, http, settings.payments_url)})
-            metrics.WS_CONNECTIONS.set_function(lambda: hub.connections)
             queue = gateway_queue(settings.gateway_replica, expires=settings.gateway_queue_expiry)
             consumer = Consumer(broker, queue, PaymentResult, results.payment_result(hub),
                                 workers=1, batch=settings.inbox_batch, dead_letters=False)
+            app = api.build(hub, http, settings=settings,
+                            ready={"broker": lambda: broker.ready,
+                                   "consumer": lambda: consumer.consuming,
+                                   "orders": partial(proxy.ready, http, settings.orders_url),
+                                   "payments": partial(proxy.ready, http, settings.payments_url)})
+            metrics.WS_CONNECTIONS.set_function(lambda: hub.connections)
             await run_actors([
                 Child("gateway.http", HttpServer(app, host=settings.host, port=settings.gateway_port).run),
                 Child("gateway.results_consumer", consumer.run),

@@ -42,7 +42,10 @@ async def main(stop: anyio.Event, settings: Settings) -> None:
         open_broker(settings.amqp_url, "gozon orders") as broker,
     ):
         writer = OrderWriter(db, batch=settings.order_batch)
-        app = api.build(db, writer, {"database": db.ping, "broker": lambda: broker.ready}, settings)
+        consumer = Consumer(broker, named_queue(PAYMENTS_RESULTS_QUEUE), PaymentResult, handlers.payment_result(db),
+                            workers=settings.inbox_workers, batch=settings.inbox_batch, ready=db.wait_ready)
+        app = api.build(db, writer, {"database": db.ping, "broker": lambda: broker.ready,
+                                     "consumer": lambda: consumer.consuming}, settings)
         server = HttpServer(app, host=settings.host, port=settings.orders_port)
 
         async def http(stop: anyio.Event) -> None:
@@ -54,8 +57,6 @@ async def main(stop: anyio.Event, settings: Settings) -> None:
                 writer.close()
 
         relay = OutboxRelay(db, broker, batch=settings.outbox_batch, poll_interval=settings.outbox_poll_interval)
-        consumer = Consumer(broker, named_queue(PAYMENTS_RESULTS_QUEUE), PaymentResult, handlers.payment_result(db),
-                            workers=settings.inbox_workers, batch=settings.inbox_batch, ready=db.wait_ready)
         retention = Retention(db, {
             **outbox_and_inbox(settings),
             "idempotency_keys": lambda con: store.purge_idempotency_keys(

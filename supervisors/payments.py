@@ -36,9 +36,10 @@ async def main(stop: anyio.Event, settings: Settings) -> None:
         open_database(settings.payments_db, store.MIGRATIONS, pool_size=settings.db_pool_size) as db,
         open_broker(settings.amqp_url, "gozon payments") as broker,
     ):
-        app = api.build(db, {"database": db.ping, "broker": lambda: broker.ready}, settings)
         consumer = Consumer(broker, named_queue(ORDERS_QUEUE), PaymentRequested, handlers.payment_requested(db),
                             workers=settings.inbox_workers, batch=settings.inbox_batch, ready=db.wait_ready)
+        app = api.build(db, {"database": db.ping, "broker": lambda: broker.ready,
+                             "consumer": lambda: consumer.consuming}, settings)
         relay = OutboxRelay(db, broker, batch=settings.outbox_batch, poll_interval=settings.outbox_poll_interval)
         retention = Retention(db, outbox_and_inbox(settings), every=settings.purge_interval)
         await run_actors([

@@ -4,19 +4,25 @@
     handler (commits the batch's changes in one transaction) → ack each
 
 A worker never waits for company: under light load a batch is one message, under
-heavy load batches grow by themselves. A body or message id no retry can make valid
-(`Poison`, from decoding or from the handler) goes to `<queue>.dlq` with its reason,
-then is acked. A handler that finds a dependency down (`Transient`) has its batch kept
+heavy load batches grow by themselves. Everything a message carries is untrusted and
+checked before use: a body, message id or `type` no retry can make valid, or properties
+the client could not decode as sent (marked by `wire`, which keeps them from killing the
+connection) are `Poison`, as is what the handler finds wrong; poison goes to
+`<queue>.dlq` with its reason, then is acked; a `correlation_id` that is not a trace id
+is replaced by a fresh one. A handler that finds a dependency down (`Transient`) has its batch kept
 and retried with backoff, acked only once its changes committed; a drain leaves it
 unacked, so the broker redelivers it. Any other failure of a batch is retried message
 by message, so one bad message never fails the others; alone, a message whose handling
 keeps failing (a bug) is tried `ATTEMPTS` times, then dead-lettered with the error as
-its reason: no single message stops a consumer. A lost connection ends the session, and
-the actor opens the next once the broker is back.
+its reason: no single message stops a consumer. A lost connection, a channel the broker
+closed or a consumer it cancelled (the queue deleted) ends the session, and the actor
+opens the next (declaring its queue again) once the broker is back; `consuming` says
+whether it consumes now.
 """
 
 from __future__ import annotations
 
+import typing
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Generic, TypeVar
@@ -30,6 +36,7 @@ from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractQueue
 from gozon import metrics, tracing
 from gozon.amqp.broker import DOWN, Broker
 from gozon.amqp.topology import DEAD_LETTERS, dead_letter_queue
+from gozon.amqp.wire import UNDECODABLE
 from gozon.errors import Poison, Transient
 from gozon.runtime import Backoff, Mailbox
 from gozon.runtime.retry import Retry
@@ -80,10 +87,13 @@ class Consumer(Generic[T]):
         self.batch = batch
         self.queue = queue
         self.decoder = msgspec.json.Decoder(body)
+        self.types = _tags(body)
         self.handle = handle
         self.workers = workers
         self.ready = ready
         self.dead_letters = dead_letters
+        # True while the broker delivers to us: readiness (/readyz) is false without it.
+        self.consuming = False
 
     async def run(self, stop: anyio.Event) -> None:
         if self.ready is not None and not await unless_stopped(stop, self.ready()):
@@ -120,7 +130,12 @@ class Consumer(Generic[T]):
                     tg.start_soon(work, name=f"{queue.name}.worker{n}")
                 tag = await queue.consume(on_message)
                 log.info("consuming", queue=queue.name, workers=self.workers)
-                await stop.wait()
+                self.consuming = True
+                try:
+                    await stop.wait()
+                finally:
+                    # Drained, or the session ended under us (see `Broker.session`).
+                    self.consuming = False
                 with anyio.move_on_after(5, shield=True):
                     await queue.cancel(tag)
                 mailbox.close()
@@ -169,25 +184,31 @@ class Consumer(Generic[T]):
         await acks.ack([message for message, _ in batch])
 
     def _decode(self, message: AbstractIncomingMessage) -> Delivery[T]:
+        headers = message.headers if isinstance(message.headers, dict) else {}
+        if UNDECODABLE in headers:
+            raise Poison(f"properties the client cannot decode: {_text(headers[UNDECODABLE])}")
         try:
             message_id = uuid.UUID(message.message_id or "")
         except ValueError:
-            raise Poison(f"message_id is not a UUID: {message.message_id!r}") from None
+            raise Poison(f"message_id is not a UUID: {_shown(message.message_id)}") from None
+        if message.type is not None and self.types and message.type not in self.types:
+            raise Poison(f"type {_shown(message.type)} is not {' or '.join(sorted(self.types))}")
         try:
             body = self.decoder.decode(message.body)
         except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-            raise Poison(str(exc)) from None
+            raise Poison(str(exc)[:500]) from None
         trace_id = tracing.trusted(message.correlation_id)
         if trace_id is None:
             trace_id = tracing.new_trace_id()
-            log.warning("untrusted trace id replaced", message_id=str(message_id), trace_id=trace_id)
+            log.warning("untrusted trace id replaced", message_id=str(message_id), trace_id=trace_id,
+                        untrusted=_shown(message.correlation_id))
         return Delivery(message_id=message_id, trace_id=trace_id, body=body, redelivered=message.redelivered)
 
     async def _reject(self, channel: AbstractChannel, queue: str, message: AbstractIncomingMessage,
                       reason: str, acks: _Acks, error: BaseException | None = None) -> None:
         # A bug's traceback is logged; a poison message's reason says it all.
         exc_info = None if error is None or isinstance(error, Poison) else error
-        with structlog.contextvars.bound_contextvars(message_id=message.message_id,
+        with structlog.contextvars.bound_contextvars(message_id=_shown(message.message_id),
                                                     trace_id=tracing.trusted(message.correlation_id), queue=queue):
             if self.dead_letters:
                 log.error("poison message dead-lettered", reason=reason, dlq=dead_letter_queue(queue),
@@ -220,6 +241,26 @@ async def _dead_letter(channel: AbstractChannel, queue: str, message: AbstractIn
             routing_key=dead_letter_queue(queue),
         )
     metrics.INBOX_DEAD_LETTERED.inc()
+
+
+def _tags(body: type) -> frozenset[str]:
+    """The message types (`type` property, the body's tag) a body of type `body` has."""
+    members = typing.get_args(body) or (body,)
+    return frozenset(tag for member in members
+                     if isinstance(tag := getattr(getattr(member, "__struct_config__", None), "tag", None), str))
+
+
+def _shown(value: object) -> str | None:
+    """An untrusted property as it may be logged or told: as it came if it is a short
+    printable id, else quoted with its unprintable characters escaped, and cut short."""
+    if value is None or tracing.trusted(str(value)) == value:
+        return value  # type: ignore[return-value]
+    shown = repr(value)
+    return shown if len(shown) <= 100 else f"{shown[:100]}…"
+
+
+def _text(value: object) -> str:
+    return value.decode(errors="backslashreplace") if isinstance(value, bytes | bytearray) else str(value)
 
 
 class _Acks:

@@ -20,6 +20,7 @@ from urllib.parse import SplitResult, urlsplit
 import msgspec
 import yaml
 
+from gozon.amqp.broker import node_urls
 from gozon.config import ENVIRONMENT, Settings
 from tests.settings import TEST_SETTINGS, VHOST
 
@@ -75,7 +76,10 @@ class App(msgspec.Struct, kw_only=True):
 
 class Network:
     def __init__(self, compose: dict) -> None:
-        self.services: dict[str, dict] = compose["services"]
+        # What `docker compose up` runs: a profile's services (`cluster`: two more
+        # RabbitMQ nodes) only start when it is asked for.
+        self.services: dict[str, dict] = {name: service for name, service in compose["services"].items()
+                                          if not service.get("profiles")}
         self.postgres = self._by_image("postgres")
         self.rabbitmq = self._by_image("rabbitmq")
         self.databases: dict[str, str] = {}  # compose database → local DSN
@@ -91,7 +95,7 @@ class Network:
                                   port=getattr(given[name], f"{kind}_port"), local_port=FIRST_PORT + n,
                                   open=given[name].host not in ("127.0.0.1", "localhost", "::1"))
         for name, app in self.apps.items():
-            urls = {field: self._local(urlsplit(getattr(given[name], field)), app) for field in URL_FIELDS}
+            urls = {field: self._urls(field, getattr(given[name], field), app) for field in URL_FIELDS}
             paths = {field: local_path(getattr(given[name], field)) for field in PATH_FIELDS}
             app.settings = msgspec.structs.replace(given[name], **urls, **paths,
                                                    **{f"{app.kind}_port": app.local_port})
@@ -99,6 +103,11 @@ class Network:
     def _by_image(self, image: str) -> str:
         [name] = [n for n, s in self.services.items() if s.get("image", "").startswith(f"{image}:")]
         return name
+
+    def _urls(self, field: str, value: str, app: App) -> str:
+        # GOZON_AMQP_URL may list several nodes: each is pointed where it runs here.
+        nodes = node_urls(value) if field == "amqp_url" else [value]
+        return ",".join(self._local(urlsplit(node), app) for node in nodes)
 
     def _local(self, url: SplitResult, app: App) -> str:
         host, port = url.hostname, url.port

@@ -76,8 +76,8 @@ def requests(scrape: Scrape, method: str, route: str, status: int) -> float:
 
 
 def test_every_service_is_alive_and_ready_with_every_check_passing(running: Stack) -> None:
-    checks = {"gateway": ["broker", "orders", "payments"], "orders": ["database", "broker"],
-              "payments": ["database", "broker"]}
+    checks = {"gateway": ["broker", "consumer", "orders", "payments"], "orders": ["database", "broker", "consumer"],
+              "payments": ["database", "broker", "consumer"]}
     for name, expected in checks.items():
         assert probe(running[name].port, "/healthz") == (200, {"status": "ok"}), name
         assert probe(running[name].port, "/readyz") == (200, {"status": "ready",
@@ -90,7 +90,8 @@ def test_the_gateway_is_not_ready_while_payments_is_stopped(running: Stack) -> N
     try:
         status, body = probe(gateway, "/readyz")
         assert (status, body) == (503, {"status": "not_ready",
-                                        "checks": {"broker": True, "orders": True, "payments": False}})
+                                        "checks": {"broker": True, "consumer": True, "orders": True,
+                                                   "payments": False}})
         assert probe(gateway, "/healthz") == (200, {"status": "ok"}), "the gateway itself is alive"
     finally:
         running.start()

@@ -4,6 +4,7 @@ and a bounded drain, and bounded waits on conditions."""
 
 from __future__ import annotations
 
+import struct
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
@@ -14,7 +15,7 @@ from urllib.parse import unquote, urlsplit
 import aio_pika
 import aiormq.exceptions
 import anyio
-import pamqp.body
+import pamqp.encode
 import pamqp.exceptions
 import pamqp.frame
 import pamqp.header
@@ -102,11 +103,66 @@ async def publish_without_message_id(queue: str, body: bytes, *, correlation_id:
     foreign producer that sends none cannot be imitated with it: this speaks AMQP 0-9-1
     itself (pamqp frames over a plain socket) to the real broker.
     """
-    await retrying(lambda: _publish_raw(queue, body, correlation_id=correlation_id, type_=type_),
-                    f"publish to {queue}")
+    await publish_raw(queue, body, raw_properties(content_type="application/json", delivery_mode=2,
+                                                  correlation_id=correlation_id, message_type=type_))
 
 
-async def _publish_raw(queue: str, body: bytes, *, correlation_id: str, type_: str) -> None:
+def raw_properties(**values: bytes | str | int | dict) -> bytes:
+    """Basic properties as the wire carries them (the flag word, then each property set),
+    named as pamqp names them (`message_type` for `type`). A value is either what any
+    client would send (str, int, a dict for `headers`) or bytes put on the wire as they
+    are: a short string's content (invalid UTF-8, NUL bytes: whatever a hostile producer
+    sends, which no client library produces), or a whole field table, its length included.
+    """
+    properties = commands.Basic.Properties
+    unknown = set(values) - set(properties.__slots__)
+    assert not unknown, f"not a basic property: {unknown}"
+    flags, parts = 0, []
+    for name in properties.__slots__:
+        if name not in values:
+            continue
+        value, kind = values[name], getattr(properties, f"_{name}")
+        flags |= properties.flags[name]
+        if kind == "shortstr":
+            raw = value if isinstance(value, bytes) else str(value).encode()
+            assert len(raw) < 256, f"{name}: a short string holds 255 bytes at most"
+            parts.append(bytes([len(raw)]) + raw)
+        elif kind == "octet":
+            parts.append(struct.pack(">B", value))
+        elif kind == "timestamp":
+            parts.append(struct.pack(">Q", value))
+        else:  # the headers table
+            parts.append(value if isinstance(value, bytes) else pamqp.encode.field_table(value))
+    return struct.pack(">H", flags) + b"".join(parts)
+
+
+def raw_table(*fields: tuple[bytes, bytes]) -> bytes:
+    """A field table from (raw key, raw typed value) pairs, e.g. (b"\\xff", b"S" + ...)."""
+    content = b"".join(bytes([len(key)]) + key + value for key, value in fields)
+    return struct.pack(">I", len(content)) + content
+
+
+async def publish_raw(routing_key: str | bytes, body: bytes, properties: bytes, *, exchange: str = "") -> None:
+    """Publish `body` with `properties` exactly as given (see `raw_properties`) under a
+    confirm, to `exchange` (the default one: to the queue `routing_key`), mandatory."""
+    await retrying(lambda: _publish_raw(routing_key, body, properties, exchange),
+                   f"publish raw to {exchange or routing_key!r}")
+
+
+class Refused(RuntimeError):
+    """The broker closed the channel or connection on a raw publish, or returned it."""
+
+
+def _short(value: str | bytes) -> bytes:
+    raw = value if isinstance(value, bytes) else value.encode()
+    return bytes([len(raw)]) + raw
+
+
+def _frame(kind: int, channel: int, payload: bytes) -> bytes:
+    return struct.pack(">BHI", kind, channel, len(payload)) + payload + b"\xce"
+
+
+async def _publish_raw(routing_key: str | bytes, body: bytes, properties: bytes, exchange: str) -> None:
     url = urlsplit(TEST_SETTINGS.amqp_url)
     vhost = unquote(url.path[1:]) or "/"
     with anyio.fail_after(10):
@@ -128,7 +184,8 @@ async def _publish_raw(queue: str, body: bytes, *, correlation_id: str, type_: s
                     if isinstance(frame, kind):
                         return frame
                     if getattr(frame, "name", "") in {"Connection.Close", "Channel.Close", "Basic.Return"}:
-                        raise RuntimeError(f"the broker refused the publish: {frame!r}")
+                        raise Refused(f"the broker refused the publish: {frame.name} {frame.reply_code}"
+                                      f" {frame.reply_text}")
 
             await sock.send(pamqp.frame.marshal(pamqp.header.ProtocolHeader(), 0))
             await expect(commands.Connection.Start)
@@ -143,11 +200,13 @@ async def _publish_raw(queue: str, body: bytes, *, correlation_id: str, type_: s
             await expect(commands.Channel.OpenOk)
             await send(commands.Confirm.Select(), 1)
             await expect(commands.Confirm.SelectOk)
-            properties = commands.Basic.Properties(content_type="application/json", delivery_mode=2,
-                                                   correlation_id=correlation_id, message_type=type_)
-            await send(commands.Basic.Publish(exchange="", routing_key=queue, mandatory=True), 1)
-            await send(pamqp.header.ContentHeader(body_size=len(body), properties=properties), 1)
-            await send(pamqp.body.ContentBody(body), 1)
+            # Basic.Publish (class 60, method 40), a content header and the body, encoded
+            # here: pamqp would refuse a routing key or a property that is not UTF-8.
+            publish = struct.pack(">HHH", 60, 40, 0) + _short(exchange) + _short(routing_key) + b"\x01"  # mandatory
+            frames = [_frame(1, 1, publish), _frame(2, 1, struct.pack(">HHQ", 60, 0, len(body)) + properties)]
+            room = (tune.frame_max or 131072) - 8
+            frames += [_frame(3, 1, body[at:at + room]) for at in range(0, len(body), room)]
+            await sock.send(b"".join(frames))
             await expect(commands.Basic.Ack)
             await send(commands.Connection.Close(reply_code=200, reply_text="done", class_id=0, method_id=0))
             await expect(commands.Connection.CloseOk)
