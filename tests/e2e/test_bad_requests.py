@@ -212,13 +212,18 @@ def _status_and_body(replies) -> tuple[int, bytes]:
 def test_deposit_past_2_63_minus_1_is_refused_and_changes_nothing(client: httpx.Client) -> None:
     user = funded_user(client, 0)
     # One deposit is at most 10^12, so the API cannot bring a balance near 2^63-1 in
-    # a test's time: the account's balance is set directly, then the API is used.
+    # a test's time: the account's balance is set directly (with the ledger row that
+    # accounts for it, so the books still add up for `gozon reconcile`), then the API
+    # is used.
     near_max = MAX_ID - 5
 
     async def set_balance() -> None:
         con = await asyncpg.connect(TEST_SETTINGS.payments_db)
         try:
-            await con.execute("UPDATE accounts SET balance = $2 WHERE user_id = $1", user, near_max)
+            async with con.transaction():
+                await con.execute("INSERT INTO ledger (account_id, kind, amount) SELECT id, 'deposit', $2 - balance"
+                                  " FROM accounts WHERE user_id = $1", user, near_max)
+                await con.execute("UPDATE accounts SET balance = $2 WHERE user_id = $1", user, near_max)
         finally:
             await con.close()
 

@@ -4,25 +4,19 @@ cancelled, nobody is charged twice, and the WebSocket still tells the shopper.""
 
 from __future__ import annotations
 
-import os
 import random
-import shutil
 import socket
-import subprocess
-import tempfile
 import threading
 import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
-from glob import glob
-from pathlib import Path
 
 import httpx
 import pytest
 from websockets.sync.client import ClientConnection
 
 from tests.e2e.burst import Burst
-from tests.e2e.money import check_money
+from tests.e2e.money import check_money, check_reconciled
 from tests.e2e.probe import probe
 from tests.e2e.scenarios import paid_order
 from tests.settings import TEST_SETTINGS, VHOST, rabbitmqctl
@@ -36,12 +30,12 @@ from tests.e2e.shopper import (
     orders_of,
     wait_settled,
 )
+from tests.private_postgres import PrivateCluster
 from tests.support import Stack, wait_until
 
 NAMES = ("gateway", "orders", "payments")
-# Ports of this slot's own, next to the three services' (gateway_port + 0..2).
+# A port of this slot's own, next to the three services' (gateway_port + 0..2).
 AMQP_PROXY_PORT = TEST_SETTINGS.gateway_port + 5
-PRIVATE_PG_PORT = TEST_SETTINGS.gateway_port + 6
 
 
 def _frames_until(ws: ClientConnection, order_ids: set[int], timeout: float) -> dict[int, dict]:
@@ -146,6 +140,7 @@ def test_burst_of_200_orders_with_kill_9(running: Stack, client: httpx.Client, v
     settled = wait_settled(client, list(deposits), set(created), timeout=90)
     done = time.perf_counter()
     check_money(client, deposits, settled)
+    check_reconciled()
     orders = [o for user_orders in settled.values() for o in user_orders]
     assert all(o["status"] in TERMINAL for o in orders)
     assert all(o["status"] == "finished" or o.get("reason") == "insufficient_funds" for o in orders)
@@ -349,54 +344,11 @@ def test_services_started_while_the_broker_is_unreachable_become_ready_by_themse
         running.start()
 
 
-class PrivateCluster:
-    """A throw-away PostgreSQL cluster of this test's own, on its own port, so that
-    "PostgreSQL is down" can be staged without touching the shared server."""
-
-    def __init__(self, port: int) -> None:
-        bins = sorted(glob("/usr/lib/postgresql/*/bin/initdb"))
-        if not bins:
-            pytest.fail("no initdb in /usr/lib/postgresql/*/bin: deploy/services.sh installs PostgreSQL")
-        self.bin = Path(bins[-1]).parent
-        self.port = port
-        self.dir = Path(tempfile.mkdtemp(prefix=f"gozon-pg-{port}-"))
-        self.data = self.dir / "data"
-        if os.geteuid() == 0:  # PostgreSQL refuses to run as root
-            import pwd
-
-            owner = pwd.getpwnam("postgres")
-            os.chown(self.dir, owner.pw_uid, owner.pw_gid)
-            self.prefix = ["runuser", "-u", "postgres", "--"]
-        else:
-            self.prefix = []
-        self.dsn = f"postgresql://postgres@127.0.0.1:{port}"
-
-    def _run(self, *args: str, timeout: float = 60) -> None:
-        done = subprocess.run([*self.prefix, *args], check=False, capture_output=True, text=True, timeout=timeout)
-        if done.returncode != 0:
-            raise RuntimeError(f"{args[0]} failed: {done.stdout}{done.stderr}")
-
-    def init(self) -> None:
-        self._run(str(self.bin / "initdb"), "-D", str(self.data), "-U", "postgres", "-A", "trust", "--no-sync")
-
-    def start(self) -> None:
-        options = f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 -c fsync=off"
-        self._run(str(self.bin / "pg_ctl"), "-D", str(self.data), "-l", str(self.dir / "postgres.log"),
-                  "-o", options, "-w", "-t", "30", "start")
-
-    def stop(self) -> None:
-        if (self.data / "postmaster.pid").exists():
-            self._run(str(self.bin / "pg_ctl"), "-D", str(self.data), "-m", "immediate", "-w", "stop")
-
-    def remove(self) -> None:
-        shutil.rmtree(self.dir, ignore_errors=True)
-
-
 def test_payments_started_before_its_database_retries_then_works(running: Stack, client: httpx.Client) -> None:
     """payments on a PostgreSQL that is not up yet: alive, retrying, 503 JSON, drains on
     SIGTERM; started again and the database brought up, it becomes ready by itself
     (creating and migrating its database) and payments go through."""
-    cluster = PrivateCluster(PRIVATE_PG_PORT)
+    cluster = PrivateCluster()
     payments = running["payments"]
     private_env = {"GOZON_PAYMENTS_DB": f"{cluster.dsn}/{TEST_SETTINGS.payments_db.rsplit('/', 1)[1]}"}
     try:

@@ -1,7 +1,7 @@
 """The package's layers, read from the source with `ast`: imports run one way only,
 each I/O library is imported in one place, and there is no import cycle.
 
-    foundation   errors, config, messages, tracing, logs, metrics, trace (no I/O library)
+    foundation   errors, config, messages, tracing, logs, metrics, trace, reconcile (no I/O library)
     runtime      the actor runtime, on anyio only
     adapters     db (asyncpg), amqp (aio-pika), web (Quart, Hypercorn): never each other
     actors       what joins the database and the broker (relay, retention)
@@ -20,7 +20,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 
 FOUNDATION = {"gozon.errors", "gozon.config", "gozon.messages", "gozon.tracing", "gozon.logs", "gozon.metrics",
-              "gozon.trace"}
+              "gozon.trace", "gozon.reconcile"}
 LAYERS = [
     ("runtime", 1), ("db", 2), ("amqp", 2), ("web", 2), ("actors", 3),
     ("orders", 4), ("payments", 4), ("gateway", 4),
