@@ -1,6 +1,8 @@
 """python -m tests.bench [--orders N --users U --inflight C --ramp/--no-ramp --quick]: start the
 services on a test slot, then print their latencies when idle, a standard load's orders/s,
-latencies and CPU per order, and an open-loop ramp up to the knee."""
+latencies and CPU per order, and an open-loop ramp up to the knee. With --soak [--orders
+20000 --rate 50 --every 5]: a steady rate instead, watching memory, connections and tables
+(tests/bench/soak.py)."""
 
 import os
 
@@ -18,7 +20,7 @@ from pathlib import Path  # noqa: E402
 
 import aiohttp  # noqa: E402
 
-from tests.bench import cpu, report, stack  # noqa: E402
+from tests.bench import cpu, report, soak, stack  # noqa: E402
 from tests.bench.checks import audit  # noqa: E402
 from tests.bench.load import AMOUNT, LoadGenerator  # noqa: E402
 from tests.support import ROOT, Stack  # noqa: E402
@@ -148,7 +150,7 @@ async def bench(args: argparse.Namespace, services: Stack) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m tests.bench", description=__doc__.split(":", 1)[1].strip())
-    parser.add_argument("--orders", type=int, default=1000, help="orders of the standard load (1000)")
+    parser.add_argument("--orders", type=int, help="orders of the standard load (1000), of a soak (20000)")
     parser.add_argument("--users", type=int, default=50, help="users, one WebSocket each (50)")
     parser.add_argument("--inflight", type=int, default=32, help="POSTs in flight at most (32)")
     parser.add_argument("--ramp", action=argparse.BooleanOptionalAction, default=True,
@@ -157,11 +159,17 @@ def main() -> None:
                         help="the ramp's offered orders/s, comma-separated")
     parser.add_argument("--quick", action="store_true",
                         help="50 idle samples instead of 200, 2 s ramp steps instead of 4")
+    parser.add_argument("--soak", action="store_true",
+                        help="instead: orders at a steady rate, memory, connections and tables sampled")
+    parser.add_argument("--rate", type=float, default=50, help="a soak's orders/s offered (50)")
+    parser.add_argument("--every", type=float, default=5, help="seconds between a soak's samples (5)")
+    parser.add_argument("--warm-up", type=int, default=2000, help="orders of a soak before memory counts (2000)")
     args = parser.parse_args()
+    args.orders = args.orders or (20000 if args.soak else 1000)
     say(machine())
     started = time.monotonic()
-    with stack.running() as services:
-        asyncio.run(bench(args, services))
+    with stack.running(soak.SETTINGS) if args.soak else stack.running() as services:
+        asyncio.run(soak.soak(args, services) if args.soak else bench(args, services))
     say(f"done in {time.monotonic() - started:.0f} s")
 
 

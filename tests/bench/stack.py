@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from gozon import logs
+from gozon.config import Settings
 from tests.settings import ARTIFACTS, SLOT, TEST_SETTINGS
 from tests.support import Process, Stack, reset_databases, reset_vhost
 
@@ -23,15 +24,16 @@ def _tails(processes: list[Process]) -> str:
 
 
 @contextmanager
-def running() -> Iterator[Stack]:
-    """The three processes up and ready; afterwards each stopped (SIGTERM, drain), and the
-    log tail of any that died shown."""
+def running(settings: Settings = TEST_SETTINGS) -> Iterator[Stack]:
+    """The three processes up and ready (with `settings`: the slot's, but for a soak's
+    shorter retention); afterwards each stopped (SIGTERM, drain), and the log tail of
+    any that died shown."""
     logs.configure("bench", fmt="console", level="warning")  # the migrations' lines are not figures
-    asyncio.run(reset_databases(TEST_SETTINGS))
+    asyncio.run(reset_databases(settings))
     reset_vhost()
-    stack = Stack(TEST_SETTINGS, ARTIFACTS / "bench-logs" / f"{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}")
-    print(f"slot {SLOT}: gateway :{TEST_SETTINGS.gateway_port}, orders :{TEST_SETTINGS.orders_port}, "
-          f"payments :{TEST_SETTINGS.payments_port}; logs in {stack.log_dir}", flush=True)
+    stack = Stack(settings, ARTIFACTS / "bench-logs" / f"{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}")
+    print(f"slot {SLOT}: gateway :{settings.gateway_port}, orders :{settings.orders_port}, "
+          f"payments :{settings.payments_port}; logs in {stack.log_dir}", flush=True)
     try:
         stack.start()
     except AssertionError as exc:  # one exited, or was not ready in time
