@@ -78,6 +78,18 @@ def next_result(ws: ClientConnection, timeout: float = 15) -> dict:
             return frame
 
 
+def results_until(ws: ClientConnection, order_ids: set[int], timeout: float) -> dict[int, dict]:
+    """payment_result frames, by order id, until every id of `order_ids` was seen (the
+    others are kept too; a duplicate after a fault is allowed: the page shows each
+    order once)."""
+    seen: dict[int, dict] = {}
+    deadline = time.monotonic() + timeout
+    while not order_ids <= seen.keys():
+        frame = next_result(ws, timeout=max(0.01, deadline - time.monotonic()))
+        seen.setdefault(frame["order_id"], frame)
+    return seen
+
+
 def funded_user(http: httpx.Client, deposit: int, user_id: int | None = None) -> int:
     """A new user with an account holding `deposit` (0: account, no deposit)."""
     user_id = new_user_id() if user_id is None else user_id

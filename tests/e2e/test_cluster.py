@@ -21,14 +21,13 @@ import anyio
 import httpx
 import msgspec
 import pytest
-from websockets.sync.client import ClientConnection
 
 from gozon.messages import ORDERS_QUEUE, PAYMENTS_RESULTS_QUEUE
 from tests.e2e import cluster
 from tests.e2e.burst import Burst
 from tests.e2e.money import check_money
 from tests.e2e.probe import probe
-from tests.e2e.shopper import TERMINAL, Shopper, funded_user, next_result, wait_settled
+from tests.e2e.shopper import Shopper, TERMINAL, funded_user, results_until, wait_settled
 from tests.settings import ARTIFACTS, SLOT, TEST_SETTINGS
 from tests.support import Stack, reset_databases, wait_until
 
@@ -52,17 +51,6 @@ def settings_for(amqp_url: str):
         payments_db=f"postgresql://postgres@127.0.0.1:5432/gozon_test{_SUFFIX}_cluster_payments",
         amqp_url=amqp_url,
     )
-
-
-def frames_until(ws: ClientConnection, order_ids: set[int], timeout: float) -> dict[int, dict]:
-    """payment_result frames until every id of `order_ids` was seen (a duplicate after
-    the fault is allowed: the client shows each order once)."""
-    seen: dict[int, dict] = {}
-    deadline = time.monotonic() + timeout
-    while not order_ids <= seen.keys():
-        frame = next_result(ws, timeout=max(0.01, deadline - time.monotonic()))
-        seen.setdefault(frame["order_id"], frame)
-    return seen
 
 
 def all_ready(stack: Stack) -> bool:
@@ -139,7 +127,7 @@ def test_kill_9_of_the_node_the_services_use_in_the_middle_of_a_burst(tmp_path: 
             assert outcome["finished"] and outcome["cancelled"], outcome
 
             for user, ws in websockets:
-                frames = frames_until(ws, {o["id"] for o in settled[user]}, timeout=60)
+                frames = results_until(ws, {o["id"] for o in settled[user]}, timeout=60)
                 for order in settled[user]:
                     assert frames[order["id"]]["order_status"] == order["status"], (frames[order["id"]], order)
 

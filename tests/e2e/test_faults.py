@@ -13,7 +13,6 @@ from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
-from websockets.sync.client import ClientConnection
 
 from tests.e2e.burst import Burst
 from tests.e2e.money import check_money, check_reconciled
@@ -21,13 +20,13 @@ from tests.e2e.probe import probe
 from tests.e2e.scenarios import paid_order
 from tests.settings import TEST_SETTINGS, VHOST, rabbitmqctl
 from tests.e2e.shopper import (
-    TERMINAL,
     Shopper,
+    TERMINAL,
     balance_of,
     funded_user,
     new_user_id,
-    next_result,
     orders_of,
+    results_until,
     wait_settled,
 )
 from tests.private_postgres import PrivateCluster
@@ -36,16 +35,6 @@ from tests.support import Stack, wait_until
 NAMES = ("gateway", "orders", "payments")
 # A port of this slot's own, next to the three services' (gateway_port + 0..2).
 AMQP_PROXY_PORT = TEST_SETTINGS.gateway_port + 5
-
-
-def _frames_until(ws: ClientConnection, order_ids: set[int], timeout: float) -> dict[int, dict]:
-    """payment_result frames until every id of `order_ids` was seen (others are kept too)."""
-    seen: dict[int, dict] = {}
-    deadline = time.monotonic() + timeout
-    while not order_ids <= seen.keys():
-        frame = next_result(ws, timeout=max(0.01, deadline - time.monotonic()))
-        seen.setdefault(frame["order_id"], frame)
-    return seen
 
 
 def _all_ready(stack: Stack) -> bool:
@@ -88,7 +77,7 @@ def test_scenario_3_orders_wait_while_payments_is_stopped(running: Stack, client
             finally:
                 started = time.perf_counter()
                 running.start()
-            frames = _frames_until(ws, {p.json()["id"] for p in placed[:15]}, timeout=30)
+            frames = results_until(ws, {p.json()["id"] for p in placed[:15]}, timeout=30)
             caught_up = time.perf_counter() - started
         settled = wait_settled(client, [rich, nobody], ids, timeout=30)
         assert Counter((o["status"], o.get("reason")) for o in settled[rich]) == {
@@ -194,7 +183,7 @@ def test_broker_restart_during_burst(running: Stack, client: httpx.Client) -> No
             after = [shopper.order(amount) for amount in (5, 6, 7)]
             watched_ids = ({i for i, o in burst.created().items() if o["user_id"] == watched}
                            | {during.json()["id"]} | {o["id"] for o in after})
-            frames = _frames_until(ws, watched_ids, timeout=60)
+            frames = results_until(ws, watched_ids, timeout=60)
             for order in after:
                 assert frames[order["id"]]["status"] == "success", frames[order["id"]]
             ws_results_at = time.perf_counter()

@@ -12,7 +12,7 @@ import time
 import httpx
 import pytest
 
-from tests.e2e.shopper import Shopper, funded_user, next_result
+from tests.e2e.shopper import Shopper, funded_user, results_until
 from tests.settings import TEST_SETTINGS, VHOST, rabbitmqctl
 from tests.support import Stack, wait_until
 
@@ -51,15 +51,6 @@ def place_every(shopper: Shopper, interval: float, count: int, placed: list[int]
     return thread
 
 
-def frames_for(ws, order_ids: set[int], timeout: float) -> dict[int, dict]:
-    seen: dict[int, dict] = {}
-    deadline = time.monotonic() + timeout
-    while not order_ids <= seen.keys():
-        frame = next_result(ws, timeout=max(0.01, deadline - time.monotonic()))
-        seen.setdefault(frame["order_id"], frame)
-    return seen
-
-
 @pytest.mark.timeout(180)
 def test_no_result_is_missed_while_the_gateway_reconnects_to_the_broker(running: Stack, client: httpx.Client) -> None:
     user = funded_user(client, 100_000)
@@ -74,7 +65,7 @@ def test_no_result_is_missed_while_the_gateway_reconnects_to_the_broker(running:
             rabbitmqctl("close_connection", connection, "test: only the gateway's connection")
             load.join(60)
             assert len(placed) == 50
-            frames = frames_for(ws, set(placed), timeout=60)
+            frames = results_until(ws, set(placed), timeout=60)
             assert wait_until(lambda: gateway_connections() and gateway_connections()[0] != connection,
                               timeout=30, what="the gateway to reconnect by itself")
     finally:

@@ -9,8 +9,6 @@ import ast
 from collections.abc import Callable
 from pathlib import Path
 
-import pytest
-
 ROOT = Path(__file__).resolve().parents[2]
 ROOT_CONFTEST = "tests.conftest"
 Rule = Callable[[str, Path], bool]
