@@ -23,7 +23,8 @@ from aio_pika.abc import AbstractChannel, AbstractIncomingMessage
 from pamqp import commands
 
 from gozon.amqp.broker import Broker, open_broker
-from gozon.amqp.consumer import Delivery, Handler
+from gozon.amqp.consumer import Consumer, Delivery, Handler
+from gozon.amqp.topology import named_queue
 from gozon.db import Database, open_database
 from gozon.messages import Message, encoder, message_type
 from tests.settings import TEST_SETTINGS
@@ -294,6 +295,14 @@ class Counted:
 
     async def reached(self, count: int) -> bool:
         return self.done >= count
+
+
+def consumer_of(broker: Broker, queue: str, body: type, handle: Handler, db: Database,
+                workers: int = TEST_SETTINGS.inbox_workers) -> Consumer:
+    """A consumer of the durable `queue`, built as supervisors/*.py build theirs (the
+    settings' workers and batch; it starts once `db` is ready)."""
+    return Consumer(broker, named_queue(queue), body, handle, workers=workers,
+                    batch=TEST_SETTINGS.inbox_batch, ready=db.wait_ready)
 
 
 class Actor(Protocol):

@@ -12,17 +12,17 @@ import msgspec
 import pytest
 
 from gozon.amqp.broker import Broker
-from gozon.amqp.consumer import Consumer, Delivery
-from gozon.amqp.topology import dead_letter_queue, named_queue
+from gozon.amqp.consumer import Delivery
+from gozon.amqp.topology import dead_letter_queue
 from gozon.db import Database
 from gozon.errors import Poison
 from gozon.messages import ORDERS_QUEUE, PaymentRequested, PaymentResult
 from gozon.payments import handlers as payments_handlers
 from gozon.payments import store as payments_store
-from tests.settings import TEST_SETTINGS
 from tests.integration.helpers import (
     Counted,
     amqp_message,
+    consumer_of,
     eventually,
     publish,
     ready_count,
@@ -112,9 +112,7 @@ async def test_one_failing_message_does_not_fail_those_batched_with_it(payments_
     await publish(ORDERS_QUEUE, *(amqp_message(r, message_id=uuid.uuid4()) for r in requests))
 
     handled = Counted(FailsFor(payments_handlers.payment_requested(payments_db), order_id=13))
-    consumer = Consumer(broker, named_queue(ORDERS_QUEUE), PaymentRequested, handled,
-                        workers=TEST_SETTINGS.inbox_workers, batch=TEST_SETTINGS.inbox_batch,
-                        ready=payments_db.wait_ready)
+    consumer = consumer_of(broker, ORDERS_QUEUE, PaymentRequested, handled, payments_db)
     async with running(consumer):
         await eventually(lambda: handled.reached(39), what="the 39 good requests handled")
         await eventually(lambda: ready_count(dead_letter_queue(ORDERS_QUEUE)), what="the cursed one dead-lettered")

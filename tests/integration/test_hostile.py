@@ -13,7 +13,7 @@ import pytest
 
 from gozon.amqp.broker import Broker
 from gozon.amqp.consumer import ATTEMPTS, Consumer, Delivery
-from gozon.amqp.topology import dead_letter_queue, named_queue
+from gozon.amqp.topology import dead_letter_queue
 from gozon.db import Database
 from gozon.messages import ORDERS_QUEUE, PAYMENT_EVENTS, PAYMENTS_RESULTS_QUEUE, PaymentRequested, PaymentResult
 from gozon.orders import handlers as orders_handlers
@@ -21,8 +21,16 @@ from gozon.orders import store as orders_store
 from gozon.orders.schemas import CreateOrder
 from gozon.payments import handlers as payments_handlers
 from gozon.payments import store as payments_store
-from tests.integration.helpers import Counted, amqp_message, drain, eventually, publish, ready_count, running
-from tests.settings import TEST_SETTINGS
+from tests.integration.helpers import (
+    Counted,
+    amqp_message,
+    consumer_of,
+    drain,
+    eventually,
+    publish,
+    ready_count,
+    running,
+)
 
 pytestmark = [pytest.mark.integration, pytest.mark.anyio]
 
@@ -30,8 +38,7 @@ USER, OTHER = 5, 6
 
 
 def consumer(broker: Broker, db: Database, queue: str, body: type, handle) -> Consumer:
-    return Consumer(broker, named_queue(queue), body, handle, workers=TEST_SETTINGS.inbox_workers,
-                    batch=TEST_SETTINGS.inbox_batch, ready=db.wait_ready)
+    return consumer_of(broker, queue, body, handle, db)
 
 
 def reason_of(letter) -> str:

@@ -16,7 +16,7 @@ from aiormq.exceptions import ConnectionClosed
 
 from gozon.amqp.broker import Broker
 from gozon.amqp.consumer import Consumer, Delivery
-from gozon.amqp.topology import dead_letter_queue, gateway_queue, named_queue
+from gozon.amqp.topology import dead_letter_queue, gateway_queue
 from gozon.db import Database
 from gozon.messages import ORDERS_QUEUE, PAYMENT_EVENTS, PAYMENTS_RESULTS_QUEUE, PaymentRequested, PaymentResult
 from gozon.orders import handlers as orders_handlers
@@ -29,6 +29,7 @@ from tests.integration.helpers import (
     amqp_channel,
     amqp_message,
     consumer_count,
+    consumer_of,
     drain,
     eventually,
     publish,
@@ -57,11 +58,6 @@ class Bug:
         if any(d.body.order_id == BUGGY_ORDER for d in deliveries):
             raise KeyError("a bug")
         await self.handle(deliveries)
-
-
-def consumer(broker: Broker, queue: str, body: type, handle, db: Database) -> Consumer:
-    return Consumer(broker, named_queue(queue), body, handle, workers=TEST_SETTINGS.inbox_workers,
-                    batch=TEST_SETTINGS.inbox_batch, ready=db.wait_ready)
 
 
 async def publish_beside(hostile: list[Hostile], ordinary: list, queue: str, *, exchange: str = "") -> None:
@@ -118,7 +114,7 @@ async def test_hostile_payment_requests_are_dead_lettered_and_the_ordinary_ones_
     buggy = amqp_message(PaymentRequested(order_id=BUGGY_ORDER, user_id=USER, amount=10), message_id=uuid.uuid4())
 
     handled = Counted(Bug(payments_handlers.payment_requested(payments_db)))
-    async with running(consumer(broker, ORDERS_QUEUE, PaymentRequested, handled, payments_db)):
+    async with running(consumer_of(broker, ORDERS_QUEUE, PaymentRequested, handled, payments_db)):
         await publish(ORDERS_QUEUE, amqp_message(PaymentRequested(order_id=known.order_id, user_id=USER,
                                                                   amount=known.amount), message_id=uuid.uuid4()))
         await eventually(lambda: handled.reached(1), what="the known order charged")
@@ -162,7 +158,7 @@ async def test_hostile_payment_results_are_dead_lettered_and_the_ordinary_ones_s
         await gateway_queue_of(channel)  # there before anything is published to the fanout
     gateway = Consumer(broker, gateway_queue_of, PaymentResult, seen_by_gateway, workers=1,
                        batch=TEST_SETTINGS.inbox_batch, dead_letters=False)
-    async with running(consumer(broker, PAYMENTS_RESULTS_QUEUE, PaymentResult, handled, orders_db), gateway):
+    async with running(consumer_of(broker, PAYMENTS_RESULTS_QUEUE, PaymentResult, handled, orders_db), gateway):
         await eventually(lambda: _consuming("gateway.hostile-test"), what="the gateway's queue consumed")
         connection = Watched(broker)
         await publish_beside(hostile, [*ordinary[:100], buggy, *ordinary[100:]], "", exchange=PAYMENT_EVENTS)

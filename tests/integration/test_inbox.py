@@ -11,7 +11,7 @@ import pytest
 
 from gozon.amqp.broker import Broker
 from gozon.amqp.consumer import Consumer
-from gozon.amqp.topology import dead_letter_queue, named_queue
+from gozon.amqp.topology import dead_letter_queue
 from gozon.db import Database
 from gozon.messages import ORDERS_QUEUE, PaymentRequested, PaymentResult
 from gozon.payments import handlers as payments_handlers
@@ -21,6 +21,7 @@ from tests.integration.helpers import (
     Counted,
     amqp_message,
     consumer_count,
+    consumer_of,
     eventually,
     publish,
     ready_broker,
@@ -40,8 +41,7 @@ def payments_consumer(broker: Broker, db: Database, *, workers: int = TEST_SETTI
     """The payments process's inbox consumer, as supervisors/payments.py builds it, and
     a count of the deliveries its handler finished."""
     handled = Counted(payments_handlers.payment_requested(db))
-    return Consumer(broker, named_queue(ORDERS_QUEUE), PaymentRequested, handled,
-                         workers=workers, batch=TEST_SETTINGS.inbox_batch, ready=db.wait_ready), handled
+    return consumer_of(broker, ORDERS_QUEUE, PaymentRequested, handled, db, workers), handled
 
 
 async def open_account(db: Database, user_id: int, amount: int) -> None:

@@ -12,16 +12,15 @@ import pytest
 
 from gozon.amqp.broker import Broker
 from gozon.amqp.consumer import Consumer
-from gozon.amqp.topology import named_queue
 from gozon.db import Database
 from gozon.messages import PAYMENTS_RESULTS_QUEUE, PAYMENT_EVENTS, PaymentResult
 from gozon.orders import handlers as orders_handlers
 from gozon.orders import store as orders_store
 from gozon.orders.schemas import CreateOrder, Order
-from tests.settings import TEST_SETTINGS
 from tests.integration.helpers import (
     Counted,
     amqp_message,
+    consumer_of,
     eventually,
     publish,
     running,
@@ -93,8 +92,7 @@ def orders_consumer(broker: Broker, db: Database) -> tuple[Consumer, Counted]:
     """The orders process's inbox consumer, as supervisors/orders.py builds it, and a
     count of the deliveries its handler finished."""
     handled = Counted(orders_handlers.payment_result(db))
-    return Consumer(broker, named_queue(PAYMENTS_RESULTS_QUEUE), PaymentResult, handled,
-                         workers=TEST_SETTINGS.inbox_workers, batch=TEST_SETTINGS.inbox_batch, ready=db.wait_ready), handled
+    return consumer_of(broker, PAYMENTS_RESULTS_QUEUE, PaymentResult, handled, db), handled
 
 
 async def deliver(*messages) -> None:

@@ -9,16 +9,15 @@ import uuid
 import pytest
 
 from gozon.amqp.broker import Broker
-from gozon.amqp.consumer import Consumer
-from gozon.amqp.topology import dead_letter_queue, named_queue
+from gozon.amqp.topology import dead_letter_queue
 from gozon.db import Database
 from gozon.messages import ORDERS_QUEUE, PaymentRequested
 from gozon.payments import handlers as payments_handlers
 from gozon.payments import store as payments_store
-from tests.settings import TEST_SETTINGS
 from tests.integration.helpers import (
     Counted,
     amqp_message,
+    consumer_of,
     drain,
     eventually,
     publish,
@@ -74,8 +73,7 @@ async def test_poison_is_dead_lettered_with_its_reason_and_the_consumer_goes_on(
     poison = amqp_message(VALID, message_id=poison_id, body=body, trace_id="poison-trace")
 
     handled = Counted(payments_handlers.payment_requested(payments_db))
-    consumer = Consumer(broker, named_queue(ORDERS_QUEUE), PaymentRequested, handled,
-                             workers=TEST_SETTINGS.inbox_workers, batch=TEST_SETTINGS.inbox_batch, ready=payments_db.wait_ready)
+    consumer = consumer_of(broker, ORDERS_QUEUE, PaymentRequested, handled, payments_db)
     async with running(consumer):
         if poison_id is None:
             await publish_without_message_id(ORDERS_QUEUE, poison.body, correlation_id="poison-trace",
