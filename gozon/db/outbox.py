@@ -67,23 +67,13 @@ async def append_all(con: Connection, messages: Sequence[tuple[Message, str | No
 async def add(con: Connection, envelopes: Sequence[Envelope]) -> list[Envelope]:
     """Add envelopes as they are, in the caller's transaction, in one statement."""
     if envelopes:
-        await con.execute(insert(1), *columns(envelopes))
+        await con.execute(
+            "INSERT INTO outbox (message_id, exchange, routing_key, message_type, payload, trace_id)"
+            " SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::jsonb[], $6::text[])",
+            *map(list, zip(*((e.message_id, e.exchange, e.routing_key, e.message_type, e.body.decode(), e.trace_id)
+                             for e in envelopes), strict=True)),
+        )
     return list(envelopes)
-
-
-def insert(first: int) -> str:
-    """The statement that adds envelopes, its six arrays as parameters `$first` on:
-    for a caller that writes them in a statement of its own (a CTE), in one round trip."""
-    arrays = ", ".join(f"${first + i}::{kind}[]" for i, kind in enumerate(("uuid", "text", "text", "text", "jsonb",
-                                                                          "text")))
-    return ("INSERT INTO outbox (message_id, exchange, routing_key, message_type, payload, trace_id)"
-            f" SELECT * FROM unnest({arrays})")
-
-
-def columns(envelopes: Sequence[Envelope]) -> list[list]:
-    """The six arrays `insert` takes."""
-    return [list(column) for column in zip(*((e.message_id, e.exchange, e.routing_key, e.message_type,
-                                              e.body.decode(), e.trace_id) for e in envelopes), strict=True)]
 
 
 async def claim(con: Connection, limit: int) -> list[Pending]:

@@ -10,7 +10,7 @@ from datetime import timedelta
 from gozon.db import Connection, LockTimeout, inbox, outbox, rows_affected
 from gozon.db.migrate import COMMON
 from gozon.errors import Poison
-from gozon.messages import PaymentRequested, PaymentResult, envelope
+from gozon.messages import PaymentRequested, PaymentResult
 from gozon.orders.schemas import CreateOrder, Order
 
 MIGRATIONS = [COMMON, "gozon.orders.migrations"]
@@ -61,29 +61,24 @@ async def create_order(con: Connection, new: CreateOrder, *, trace_id: str,
     return order, True
 
 
-async def reserve_ids(con: Connection, count: int) -> list[int]:
-    """`count` new order ids, for orders to be written later (unused ones are a gap)."""
-    return [row[0] for row in await con.fetch("SELECT nextval('orders_id_seq') FROM generate_series(1, $1)", count)]
-
-
-async def create_orders(con: Connection, requests: Sequence[tuple[CreateOrder, str]],
-                        ids: Sequence[int] | None = None) -> list[Order]:
-    """Create the orders of (order, trace id) `requests` under the reserved `ids` (or
-    ids reserved now), and their payment requests: one statement, so one commit."""
-    if ids is None:
-        ids = await reserve_ids(con, len(requests))
-    requested = [PaymentRequested(order_id=order_id, user_id=new.user_id, amount=new.amount)
-                 for order_id, (new, _) in zip(ids, requests, strict=True)]
-    rows = await con.fetch(
-        "WITH placed AS (INSERT INTO orders (id, user_id, amount, trace_id)"
-        " SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::text[])"
-        f" RETURNING {_COLUMNS}), announced AS ({outbox.insert(5)}) SELECT * FROM placed",
-        list(ids), [new.user_id for new, _ in requests], [new.amount for new, _ in requests],
-        [trace_id for _, trace_id in requests],
-        *outbox.columns([envelope(r, trace_id) for r, (_, trace_id) in zip(requested, requests, strict=True)]),
-    )
-    placed = {row["id"]: _order(row) for row in rows}
-    return [placed[order_id] for order_id in ids]
+async def create_orders(con: Connection, requests: Sequence[tuple[CreateOrder, str]]) -> list[Order]:
+    """Create the orders of (order, trace id) `requests` and their payment requests, in
+    one transaction of two statements; the orders come back in the order asked."""
+    async with con.transaction():
+        rows = await con.fetch(
+            "INSERT INTO orders (user_id, amount, trace_id)"
+            " SELECT user_id, amount, trace_id FROM unnest($1::bigint[], $2::bigint[], $3::text[])"
+            " WITH ORDINALITY AS asked (user_id, amount, trace_id, n) ORDER BY n"
+            f" RETURNING {_COLUMNS}",
+            [new.user_id for new, _ in requests], [new.amount for new, _ in requests],
+            [trace_id for _, trace_id in requests],
+        )
+        # Ids are drawn in insertion order, which is the order asked.
+        orders = sorted((_order(row) for row in rows), key=lambda order: order.id)
+        await outbox.append_all(con, [
+            (PaymentRequested(order_id=order.id, user_id=order.user_id, amount=order.amount), trace_id)
+            for order, (_, trace_id) in zip(orders, requests, strict=True)])
+    return orders
 
 
 async def _replay(con: Connection, new: CreateOrder, key: str) -> Order | None:

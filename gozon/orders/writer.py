@@ -3,12 +3,10 @@ order and wait for the answer; it takes every order waiting (up to a batch), wri
 and their payment requests in one transaction, and answers each only after that commit.
 
 A batch is never held back waiting for company: under light load an order is written
-at once, under heavy load batches grow by themselves (group commit: one statement, one
-round trip, one fsync and one NOTIFY for all of them)."""
+at once, under heavy load batches grow by themselves (group commit: one transaction,
+one fsync and one NOTIFY for all of them)."""
 
 from __future__ import annotations
-
-from collections import deque
 
 import anyio
 import msgspec
@@ -39,8 +37,6 @@ class OrderWriter:
         self.db = db
         self.batch = batch
         self._placements: Mailbox[_Placement] | None = None
-        # Order ids drawn ahead, a batch's worth at a time: a write is then one round trip.
-        self._ids: deque[int] = deque()
 
     async def place(self, new: CreateOrder, trace_id: str) -> Order:
         """Write the order; returns it once committed (waits while the writer is busy).
@@ -79,10 +75,7 @@ class OrderWriter:
     async def _write(self, batch: list[_Placement]) -> None:
         try:
             async with self.db.acquire() as con:
-                if len(self._ids) < len(batch):
-                    self._ids.extend(await store.reserve_ids(con, self.batch * 2))
-                ids = [self._ids.popleft() for _ in batch]
-                orders = await store.create_orders(con, [(p.new, p.trace_id) for p in batch], ids)
+                orders = await store.create_orders(con, [(p.new, p.trace_id) for p in batch])
         except Exception as exc:  # told to every request of the batch (a 503, or a 500 for a bug)
             for placement in batch:
                 placement.error = exc
