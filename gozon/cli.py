@@ -1,7 +1,8 @@
 """`gozon` commands for developers: `gozon setup` creates and migrates both databases;
 `gozon trace ORDER_ID|TRACE_ID [LOG ...]` tells one order's story from the logs;
 `gozon reconcile [--stale-after MINUTES] [--json]` checks both databases against the
-invariants: exit 0 if they hold, 1 on a break, 2 if a database cannot be read."""
+invariants: exit 0 if they hold, 1 on a break, 2 if a database cannot be read;
+`gozon dlq [show|replay|purge] ...` acts on the dead letters (see `gozon.dlq`)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from datetime import timedelta
 
 import anyio
 
-from gozon import logs, reconcile, trace
+from gozon import dlq, logs, reconcile, trace
 from gozon.config import Settings
 from gozon.db import reconcile as reconcile_reads
 from gozon.db.database import ensure_database
@@ -57,12 +58,19 @@ def main(argv: list[str] | None = None) -> None:
     checking.add_argument("--stale-after", type=float, default=60, metavar="MINUTES",
                           help="an order still new after this long is a break (default 60)")
     checking.add_argument("--json", action="store_true", help="print one JSON object instead of lines")
+    dlq.add_parser(commands)
     args = parser.parse_args(argv)
     if args.command == "trace":
         sys.exit(trace.run(args.key, args.logs))
     settings = Settings.from_env()
     if args.command == "reconcile":  # reports on standard output, logs nothing
         sys.exit(anyio.run(reconcile_databases, settings, timedelta(minutes=args.stale_after), args.json))
+    if args.command == "dlq":  # the same
+        sys.exit(anyio.run(dlq.run, settings, args))
     logs.configure("gozon", fmt=settings.log_format, level=settings.log_level)
     if args.command == "setup":
         anyio.run(setup, settings)
+
+
+if __name__ == "__main__":
+    main()

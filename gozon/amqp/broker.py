@@ -73,6 +73,30 @@ def node_of(url: str) -> str:
     return urlsplit(url).netloc.rpartition("@")[2]
 
 
+async def connect(nodes: list[str], name: str, *, first: int = 0) -> tuple[AbstractConnection, int]:
+    """A connection named `name` to the first node that takes one, trying each in turn
+    from `first`, and that node's index.
+
+    Raises:
+        BrokerUnavailable: no node did, saying why of each.
+    """
+    failures = []
+    for step in range(len(nodes)):
+        index = (first + step) % len(nodes)
+        try:
+            # Named, so that operators (and tests) tell the processes' connections apart.
+            connection = await aio_pika.connect(nodes[index], timeout=CONNECT_TIMEOUT,
+                                                client_properties={"connection_name": name},
+                                                connection_class=wire.Connection)  # see `wire`
+        except REFUSED as exc:
+            failures.append((index, str(exc) or type(exc).__name__))
+            continue
+        return connection, index
+    if len(failures) == 1:
+        raise BrokerUnavailable(failures[0][1])
+    raise BrokerUnavailable("; ".join(f"{node_of(nodes[i])}: {error}" for i, error in failures))
+
+
 class Broker(Resource):
     def __init__(self, url: str, name: str = "gozon") -> None:
         super().__init__()
@@ -87,10 +111,11 @@ class Broker(Resource):
         retry = Retry("broker unavailable, retrying", log)
         while True:
             try:
-                connection, index = await self._connect()
+                connection, index = await connect(self.nodes, self.name, first=self._first)
             except BrokerUnavailable as exc:
                 await retry.failed(exc)
                 continue
+            self._first = index
             node = node_of(self.nodes[index])
             lost = anyio.Event()
             connection.close_callbacks.add(lambda *_, lost=lost: lost.set())
@@ -115,30 +140,6 @@ class Broker(Resource):
             # The node may be gone for good: the next connect starts with the next one.
             self._first = (index + 1) % len(self.nodes)
             log.warning("broker connection lost", node=node)
-
-    async def _connect(self) -> tuple[AbstractConnection, int]:
-        """A connection to the first node that takes one, trying each in turn from
-        `_first`, and that node's index.
-
-        Raises:
-            BrokerUnavailable: no node did, saying why of each.
-        """
-        failures = []
-        for step in range(len(self.nodes)):
-            index = (self._first + step) % len(self.nodes)
-            try:
-                # Named, so that operators (and tests) tell the processes' connections apart.
-                connection = await aio_pika.connect(self.nodes[index], timeout=CONNECT_TIMEOUT,
-                                                    client_properties={"connection_name": self.name},
-                                                    connection_class=wire.Connection)  # see `wire`
-            except REFUSED as exc:
-                failures.append((index, str(exc) or type(exc).__name__))
-                continue
-            self._first = index
-            return connection, index
-        if len(failures) == 1:
-            raise BrokerUnavailable(failures[0][1])
-        raise BrokerUnavailable("; ".join(f"{node_of(self.nodes[i])}: {error}" for i, error in failures))
 
     @asynccontextmanager
     async def session(self, *, prefetch: int = 0) -> AsyncIterator[AbstractChannel]:

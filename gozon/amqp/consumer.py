@@ -25,6 +25,7 @@ from __future__ import annotations
 import typing
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
+from datetime import UTC, datetime
 from typing import Generic, TypeVar
 
 import aio_pika
@@ -213,15 +214,16 @@ class Consumer(Generic[T]):
             if self.dead_letters:
                 log.error("poison message dead-lettered", reason=reason, dlq=dead_letter_queue(queue),
                           exc_info=exc_info)
-                await _dead_letter(channel, queue, message, reason)
+                await dead_letter(channel, queue, message, reason)
             else:
                 log.error("poison message dropped", reason=reason, exc_info=exc_info)
             await acks.ack([message])
 
 
-async def _dead_letter(channel: AbstractChannel, queue: str, message: AbstractIncomingMessage, reason: str) -> None:
-    """Publish the body to `<queue>.dlq` with our reason, under a confirm (the caller
-    acks the original once this returned)."""
+async def dead_letter(channel: AbstractChannel, queue: str, message: AbstractIncomingMessage, reason: str) -> None:
+    """Publish the body to `<queue>.dlq` with our reason and the time (`timestamp`: how
+    old `gozon dlq` says it is), under a confirm (the caller acks the original once this
+    returned)."""
     dlx = await channel.get_exchange(DEAD_LETTERS, ensure=False)
     # A message without an id gets a random one when re-published: the header keeps
     # what the original really carried.
@@ -237,6 +239,7 @@ async def _dead_letter(channel: AbstractChannel, queue: str, message: AbstractIn
                 content_type=message.content_type,
                 delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
                 headers=headers,
+                timestamp=datetime.now(UTC),
             ),
             routing_key=dead_letter_queue(queue),
         )

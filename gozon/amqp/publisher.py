@@ -56,8 +56,14 @@ def refusal(returned: PublishError) -> str:
 
 async def publish_confirmed(channel: AbstractChannel, envelopes: Sequence[Envelope]) -> Published:
     """Publish `envelopes` at once and wait for their confirms (or returns)."""
+    return await publish_messages(channel, [(e.exchange, e.routing_key, to_amqp(e)) for e in envelopes])
+
+
+async def publish_messages(channel: AbstractChannel, messages: Sequence[tuple[str, str, aio_pika.Message]]) -> Published:
+    """Publish (exchange, routing key, message) triples at once and wait for their
+    confirms (or returns)."""
     exchanges: dict[str, AbstractExchange] = {}
-    for name in {e.exchange for e in envelopes}:
+    for name in {exchange for exchange, _, _ in messages}:
         exchanges[name] = (channel.default_exchange if name == DEFAULT_EXCHANGE
                            else await channel.get_exchange(name, ensure=False))
 
@@ -65,12 +71,11 @@ async def publish_confirmed(channel: AbstractChannel, envelopes: Sequence[Envelo
     refused: dict[int, str] = {}
     errors: list[BaseException] = []
 
-    async def publish(position: int, envelope: Envelope) -> None:
+    async def publish(position: int, exchange: str, routing_key: str, message: aio_pika.Message) -> None:
         try:
             with anyio.fail_after(CONFIRM_TIMEOUT):
                 # mandatory: the broker returns what it cannot route instead of dropping it.
-                await exchanges[envelope.exchange].publish(to_amqp(envelope), routing_key=envelope.routing_key,
-                                                           mandatory=True)
+                await exchanges[exchange].publish(message, routing_key=routing_key, mandatory=True)
         except PublishError as exc:
             refused[position] = refusal(exc)
         except Exception as exc:  # reported to the caller, who keeps it pending
@@ -79,6 +84,6 @@ async def publish_confirmed(channel: AbstractChannel, envelopes: Sequence[Envelo
             confirmed.append(position)
 
     async with task_group() as tg:
-        for position, envelope in enumerate(envelopes):
-            tg.start_soon(publish, position, envelope)
+        for position, (exchange, routing_key, message) in enumerate(messages):
+            tg.start_soon(publish, position, exchange, routing_key, message)
     return Published(sorted(confirmed), dict(sorted(refused.items())), errors[0] if errors else None)

@@ -43,6 +43,11 @@ _CLIENT_ERRORS = (asyncpg.InterfaceError, asyncpg.InternalClientError)
 
 ACQUIRE_TIMEOUT = 5.0
 COMMAND_TIMEOUT = 30.0
+CONNECT_TIMEOUT = 10.0
+
+# For a command's own connection: down, lost mid-read, missing (no such database or
+# table), refused (authentication): nothing to read.
+UNREADABLE = (*DOWN, asyncpg.PostgresError, asyncpg.InterfaceError, asyncpg.InternalClientError)
 
 Connection = asyncpg.Connection
 
@@ -155,6 +160,30 @@ async def ensure_database(dsn: str) -> None:
             await admin.close()
     else:
         await con.close()
+
+
+@asynccontextmanager
+async def connected(dsn: str) -> AsyncIterator[Connection]:
+    """One connection of a command's own to `dsn`, not retried: any failure to connect,
+    in the body or to close comes out as `DatabaseUnavailable` naming the database."""
+    name = _database_name(dsn)
+    try:
+        con = await asyncpg.connect(dsn, timeout=CONNECT_TIMEOUT)
+    except (*UNREADABLE, ValueError) as exc:  # ValueError: a malformed DSN
+        raise unreadable(name, exc) from exc
+    try:
+        yield con
+    except UNREADABLE as exc:
+        raise unreadable(name, exc) from exc
+    finally:
+        try:
+            await con.close(timeout=5)
+        except UNREADABLE:
+            con.terminate()
+
+
+def unreadable(name: str, exc: BaseException) -> DatabaseUnavailable:
+    return DatabaseUnavailable(f"database {name!r}: {str(exc) or type(exc).__name__}")
 
 
 def rows_affected(status: str) -> int:

@@ -6,11 +6,13 @@ broker refuses for good is set aside with its reason instead: it is no longer pe
 
     pending     sent_at IS NULL AND set_aside_at IS NULL
     sent        sent_at IS NOT NULL            purged after the retention period
-    set aside   set_aside_at IS NOT NULL       listed by `set_aside_rows`"""
+    set aside   set_aside_at IS NOT NULL       listed by `set_aside_rows`; `gozon dlq` replays
+                                               (`claim_set_aside`, then as the relay) or deletes them"""
 
 from __future__ import annotations
 
 import math
+import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
@@ -88,7 +90,9 @@ async def claim(con: Connection, limit: int) -> list[Pending]:
 
 
 async def mark_sent(con: Connection, ids: Sequence[int]) -> None:
-    await con.execute("UPDATE outbox SET sent_at = now() WHERE id = any($1::bigint[])", list(ids))
+    """Mark rows sent; one that was set aside (and replayed) is no longer."""
+    await con.execute("UPDATE outbox SET sent_at = now(), set_aside_at = NULL, set_aside_reason = NULL"
+                      " WHERE id = any($1::bigint[])", list(ids))
 
 
 async def set_aside(con: Connection, refused: Sequence[tuple[int, str]]) -> None:
@@ -101,13 +105,43 @@ async def set_aside(con: Connection, refused: Sequence[tuple[int, str]]) -> None
         )
 
 
-async def set_aside_rows(con: Connection) -> list[SetAside]:
-    """Every row set aside, oldest first."""
+async def set_aside_rows(con: Connection, limit: int | None = None) -> list[SetAside]:
+    """The rows set aside, oldest first (every one, or the first `limit`)."""
     rows = await con.fetch(
         f"SELECT {_COLUMNS}, set_aside_at, set_aside_reason FROM outbox"
-        " WHERE set_aside_at IS NOT NULL ORDER BY id"
+        " WHERE set_aside_at IS NOT NULL ORDER BY id LIMIT $1", limit
     )
     return [SetAside(row["id"], _envelope(row), row["set_aside_at"], row["set_aside_reason"]) for row in rows]
+
+
+async def set_aside_reasons(con: Connection) -> list[tuple[str, int, datetime]]:
+    """(reason, rows, the oldest's set_aside_at) of the rows set aside, most rows first."""
+    rows = await con.fetch(
+        "SELECT set_aside_reason, count(*), min(set_aside_at) FROM outbox WHERE set_aside_at IS NOT NULL"
+        " GROUP BY set_aside_reason ORDER BY count(*) DESC, set_aside_reason"
+    )
+    return [tuple(row) for row in rows]
+
+
+async def claim_set_aside(con: Connection, *, after: int, message_ids: Sequence[uuid.UUID] | None,
+                          limit: int) -> list[Pending]:
+    """Lock up to `limit` rows set aside (with a message id in `message_ids`, or any)
+    past the row `after`, oldest first, in the caller's transaction; `mark_sent` or
+    `set_aside` them before it commits."""
+    rows = await con.fetch(
+        f"SELECT {_COLUMNS} FROM outbox WHERE set_aside_at IS NOT NULL AND id > $1"
+        " AND ($2::uuid[] IS NULL OR message_id = any($2::uuid[])) ORDER BY id LIMIT $3 FOR UPDATE SKIP LOCKED",
+        after, None if message_ids is None else list(message_ids), limit,
+    )
+    return [Pending(row["id"], _envelope(row)) for row in rows]
+
+
+async def delete_set_aside(con: Connection, message_ids: Sequence[uuid.UUID] | None) -> int:
+    """Delete the rows set aside (with a message id in `message_ids`, or all); how many."""
+    return rows_affected(await con.execute(
+        "DELETE FROM outbox WHERE set_aside_at IS NOT NULL AND ($1::uuid[] IS NULL OR message_id = any($1::uuid[]))",
+        None if message_ids is None else list(message_ids),
+    ))
 
 
 async def purge(con: Connection, older_than: timedelta) -> int:

@@ -17,16 +17,11 @@ from urllib.parse import urlsplit
 
 import asyncpg
 
-from gozon.db.database import DOWN, Connection
-from gozon.errors import DatabaseUnavailable
+from gozon.db.database import UNREADABLE, Connection, connected, unreadable
 from gozon.reconcile import Account, Order, Payment
 
-CONNECT_TIMEOUT = 10.0
 # Rows per round trip: memory is this many rows a stream, whatever the table's size.
 CHUNK = 5_000
-# Down, lost mid-read, missing (no such database or table), refused (authentication):
-# nothing to read.
-UNREADABLE = (*DOWN, asyncpg.PostgresError, asyncpg.InterfaceError, asyncpg.InternalClientError)
 
 ORDERS = "SELECT id, user_id, amount, status, created_at FROM orders ORDER BY id"
 # A row per debit (the ledger allows one per order; its order_id references the
@@ -59,7 +54,7 @@ class Snapshot:
         try:
             return await self._con.fetchval("SELECT now()")
         except UNREADABLE as exc:
-            raise _unreadable(self.name, exc) from exc
+            raise unreadable(self.name, exc) from exc
 
     def orders(self) -> AsyncIterator[Order]:
         return self._rows(ORDERS, lambda r: Order(*r))
@@ -88,7 +83,7 @@ class Snapshot:
                 for record in chunk:
                     yield row(record)
         except UNREADABLE as exc:
-            raise _unreadable(self.name, exc) from exc
+            raise unreadable(self.name, exc) from exc
 
 
 @asynccontextmanager
@@ -104,26 +99,9 @@ async def snapshots(orders_dsn: str, payments_dsn: str) -> AsyncIterator[tuple[S
 
 @asynccontextmanager
 async def _snapshot(dsn: str) -> AsyncIterator[Snapshot]:
-    name = urlsplit(dsn).path.lstrip("/")
-    try:
-        con = await asyncpg.connect(dsn, timeout=CONNECT_TIMEOUT)
-    except (*UNREADABLE, ValueError) as exc:  # ValueError: a malformed DSN
-        raise _unreadable(name, exc) from exc
-    try:
-        try:
-            await con.transaction(isolation="repeatable_read", readonly=True).start()
-            # The planner prices whole-table scans high enough to JIT-compile them,
-            # which costs a streamed read more than it saves.
-            await con.execute("SET LOCAL jit = off")
-        except UNREADABLE as exc:
-            raise _unreadable(name, exc) from exc
-        yield Snapshot(con, name)
-    finally:
-        try:
-            await con.close(timeout=5)  # nothing to commit: a read-only transaction just ends
-        except UNREADABLE:
-            con.terminate()
-
-
-def _unreadable(name: str, exc: BaseException) -> DatabaseUnavailable:
-    return DatabaseUnavailable(f"database {name!r}: {str(exc) or type(exc).__name__}")
+    async with connected(dsn) as con:  # nothing to commit: a read-only transaction just ends with it
+        await con.transaction(isolation="repeatable_read", readonly=True).start()
+        # The planner prices whole-table scans high enough to JIT-compile them,
+        # which costs a streamed read more than it saves.
+        await con.execute("SET LOCAL jit = off")
+        yield Snapshot(con, urlsplit(dsn).path.lstrip("/"))

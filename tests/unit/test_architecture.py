@@ -7,7 +7,7 @@ each I/O library is imported in one place, and there is no import cycle.
     actors       what joins the database and the broker (relay, retention)
     services     orders, payments, gateway: never each other, but for the gateway
                  documenting the services' HTTP schemas
-    entry        gozon.cli and supervisors/: composition only
+    entry        gozon.cli, gozon.dlq (its `dlq` command) and supervisors/: composition only
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ LAYERS = [
     ("runtime", 1), ("db", 2), ("amqp", 2), ("web", 2), ("actors", 3),
     ("orders", 4), ("payments", 4), ("gateway", 4),
 ]
+ENTRY = {"gozon.cli", "gozon.dlq"}
 # Services that may be imported by another service: the HTTP schemas the gateway documents.
 SHARED_SCHEMAS = {"gozon.orders.schemas", "gozon.payments.schemas"}
 
@@ -76,7 +77,7 @@ def layer(module: str) -> tuple[str, int]:
     if module in FOUNDATION or module == "gozon":
         return "foundation", 0
     parts = module.split(".")
-    if parts[0] == "supervisors" or module == "gozon.cli":
+    if parts[0] == "supervisors" or module in ENTRY:
         return "entry", 5
     for package, number in LAYERS:
         if parts[1] == package:
