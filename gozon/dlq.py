@@ -13,6 +13,7 @@ when the input is wrong or the broker or a database cannot be used (one line on 
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 import uuid
 from collections.abc import Sequence
@@ -55,6 +56,9 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
 
 
 async def run(settings: Settings, args: argparse.Namespace) -> int:
+    # What goes wrong is told on stderr in one line; the libraries' own log lines (aiormq
+    # logs a refused connection) would only repeat it.
+    logging.disable(logging.CRITICAL)
     outboxes = {"orders.outbox": settings.orders_db, "payments.outbox": settings.payments_db}
     try:
         if args.verb is None:

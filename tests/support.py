@@ -30,6 +30,9 @@ PROCFILE = {
     for name, command in (line.split(":", 1) for line in (ROOT / "Procfile").read_text().splitlines() if line.strip())
 }
 
+# This checkout's `gozon` command (the venv's console script may point at another).
+GOZON = [sys.executable, "-m", "gozon.cli"]
+
 
 async def drop_database(dsn: str) -> None:
     name = dsn.rsplit("/", 1)[1]
