@@ -123,7 +123,7 @@ class Broker(Resource):
                 async with connection.channel() as channel:
                     await topology.declare(channel)
             except REFUSED as exc:
-                await _close(connection)
+                await close_connection(connection)
                 self._first = (index + 1) % len(self.nodes)  # this node cannot serve us: try another
                 await retry.failed(exc, node=node)
                 continue
@@ -136,7 +136,7 @@ class Broker(Resource):
             finally:
                 self._down()
                 self._connection = self.node = None
-                await _close(connection)
+                await close_connection(connection)
             # The node may be gone for good: the next connect starts with the next one.
             self._first = (index + 1) % len(self.nodes)
             log.warning("broker connection lost", node=node)
@@ -191,25 +191,29 @@ class Broker(Resource):
             raise BrokerUnavailable(_reason(exc)) from exc
         finally:
             over = list(ended)  # before our own close below calls `end` too
-            with anyio.move_on_after(2, shield=True):
-                if not channel.is_closed:
-                    try:
-                        await channel.close()
-                    except DOWN:
-                        pass
+            await close_channel(channel)
         if over:
             raise BrokerUnavailable(over[0])
 
     async def close(self) -> None:
         if self._connection is not None:
-            await _close(self._connection)
+            await close_connection(self._connection)
 
 
 def _reason(exc: BaseException | None) -> str:
     return (str(exc) or type(exc).__name__) if exc is not None else "closed"
 
 
-async def _close(connection: AbstractConnection) -> None:
+async def close_channel(channel: AbstractChannel) -> None:
+    with anyio.move_on_after(2, shield=True):
+        if not channel.is_closed:
+            try:
+                await channel.close()
+            except DOWN:
+                pass
+
+
+async def close_connection(connection: AbstractConnection) -> None:
     with anyio.move_on_after(2, shield=True):
         try:
             await connection.close()

@@ -22,7 +22,7 @@ import anyio
 import msgspec
 from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractIncomingMessage, AbstractQueue
 
-from gozon.amqp.broker import DOWN, connect, node_urls
+from gozon.amqp.broker import DOWN, close_channel, close_connection, connect, node_urls
 from gozon.amqp.publisher import publish_messages
 from gozon.amqp.topology import dead_letter_queue
 from gozon.errors import BrokerUnavailable
@@ -87,11 +87,7 @@ async def connected(url: str) -> AsyncIterator[AbstractConnection]:
     try:
         yield connection
     finally:
-        with anyio.move_on_after(5, shield=True):
-            try:
-                await connection.close()
-            except DOWN:
-                pass
+        await close_connection(connection)
 
 
 async def summary(connection: AbstractConnection, queue: str) -> Summary:
@@ -211,12 +207,7 @@ async def publishing(connection: AbstractConnection) -> AsyncIterator[AbstractCh
         try:
             yield channel
         finally:
-            with anyio.move_on_after(5, shield=True):
-                if not channel.is_closed:
-                    try:
-                        await channel.close()
-                    except DOWN:
-                        pass
+            await close_channel(channel)
     except (*DOWN, aiormq.exceptions.ChannelClosed) as exc:
         raise BrokerUnavailable(str(exc) or type(exc).__name__) from exc
 
