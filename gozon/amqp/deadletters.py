@@ -145,12 +145,6 @@ async def purge(connection: AbstractConnection, queue: str, ids: Collection[str]
         return purged
 
 
-async def count(connection: AbstractConnection, queue: str) -> int:
-    """The messages waiting in `queue` now."""
-    async with _opened(connection, queue) as (_, _, waiting):
-        return waiting
-
-
 async def _send(channel: AbstractChannel, batch: list[tuple[AbstractIncomingMessage, DeadLetter]],
                 done: Replayed, on_replayed: OnReplayed) -> bool:
     """Replay one batch; whether to go on."""
@@ -220,10 +214,10 @@ async def _taken(queue: str, dlq: AbstractQueue,
             message = await dlq.get(no_ack=False, fail=False, timeout=GET_TIMEOUT)
         if message is None:
             return
-        yield message, letter_of(queue, message)
+        yield message, _letter_of(queue, message)
 
 
-def letter_of(queue: str, message: AbstractIncomingMessage) -> DeadLetter:
+def _letter_of(queue: str, message: AbstractIncomingMessage) -> DeadLetter:
     """What a message in the dead-letter queue `queue` says of itself. Ours carry the
     reason (`x-error`) and their time (`timestamp`); the broker's own (past the delivery
     limit) its `x-death` record."""
