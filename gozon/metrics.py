@@ -71,6 +71,7 @@ def actor_restarted(name: str) -> None:
 
 
 def actors_supervised(names: Iterable[str]) -> None:
+    """Show each actor's restarts, at 0 until the first."""
     for name in names:
         ACTOR_RESTARTS.labels(actor=name)
 
