@@ -14,5 +14,14 @@ if [ ${#missing[@]} -gt 0 ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/nu
     apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"
 fi
+# promtool, from Debian's prometheus, checks deploy/prometheus/ for tests/deploy. Only
+# the tool is wanted: no recommended node exporter, and no Prometheus daemon left running.
+if ! command -v promtool >/dev/null && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus
+    if pgrep -x prometheus >/dev/null; then
+        service prometheus stop || echo "deploy/test.sh: could not stop the prometheus daemon" >&2
+    fi
+fi
 
 exec .venv/bin/python -m pytest "$@"

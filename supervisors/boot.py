@@ -22,6 +22,7 @@ def start(service: str, main: Callable[[anyio.Event, Settings], Awaitable[None]]
 
 async def run_actors(children: Sequence[Child], stop: anyio.Event, settings: Settings) -> None:
     """Supervise `children` one-for-one until `stop`, counting restarts in the metrics."""
+    metrics.actors_supervised(child.name for child in children)
     await supervise(
         children,
         stop=stop,

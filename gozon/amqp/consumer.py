@@ -131,6 +131,8 @@ class Consumer(Generic[T]):
                     tg.start_soon(work, name=f"{queue.name}.worker{n}")
                 tag = await queue.consume(on_message)
                 log.info("consuming", queue=queue.name, workers=self.workers)
+                if self.dead_letters:  # counted from 0 (see gozon.metrics)
+                    metrics.INBOX_DEAD_LETTERED.labels(queue=queue.name)
                 self.consuming = True
                 try:
                     await stop.wait()
@@ -243,7 +245,7 @@ async def dead_letter(channel: AbstractChannel, queue: str, message: AbstractInc
             ),
             routing_key=dead_letter_queue(queue),
         )
-    metrics.INBOX_DEAD_LETTERED.inc()
+    metrics.INBOX_DEAD_LETTERED.labels(queue=queue).inc()
 
 
 def _tags(body: type) -> frozenset[str]:

@@ -4,6 +4,7 @@ origin may call)."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import anyio
@@ -12,7 +13,7 @@ from quart import Quart, Response, request, websocket
 
 from gozon import metrics
 from gozon.config import Settings
-from gozon.gateway import pages, proxy
+from gozon.gateway import openapi, pages, proxy
 from gozon.gateway.hub import PONG, Connection, Hub, Outgoing
 from gozon.gateway.schemas import WsQuery
 from gozon.messages import MAX_ID
@@ -24,6 +25,7 @@ from gozon.web.errors import ApiError, error_response
 log = structlog.get_logger("gozon.gateway")
 
 METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE"]
+PROXY_ENDPOINT = "proxy "  # how the endpoints of proxied routes begin
 CORS_HEADERS = {
     "Access-Control-Allow-Origin": "*",
     "Access-Control-Allow-Methods": "GET, POST, OPTIONS",
@@ -48,14 +50,19 @@ def build(hub: Hub, http: proxy.Session, *, ready: dict, settings: Settings) -> 
         response.headers.update(CORS_HEADERS)
         return response
 
+    documented = {route.path for route in openapi.routes(settings)}
     for prefix, service, url in (("/accounts", "payments", settings.payments_url),
                                  ("/orders", "orders", settings.orders_url)):
 
-        async def forward(rest: str = "", service: str = service, url: str = url) -> Response:
+        async def forward(service: str = service, url: str = url, **_: str) -> Response:
             return await proxy.forward(http, service, url)
 
-        app.add_url_rule(prefix, f"{service}_root", forward, methods=METHODS)
-        app.add_url_rule(f"{prefix}/<path:rest>", f"{service}_rest", forward, methods=METHODS)
+        # A rule per documented route, so a request's metrics name the route it called
+        # (deposit is not balance); any other path under the prefix is proxied all the
+        # same, by a catch-all rule that keeps its label one of two.
+        for path in sorted(p for p in documented if p == prefix or p.startswith(prefix + "/")):
+            app.add_url_rule(_rule(path), f"{PROXY_ENDPOINT}{service} {path}", forward, methods=METHODS)
+        app.add_url_rule(f"{prefix}/<path:rest>", f"{PROXY_ENDPOINT}{service} *", forward, methods=METHODS)
 
     @app.get("/ws")
     async def ws_without_upgrade() -> Response:
@@ -84,6 +91,11 @@ def build(hub: Hub, http: proxy.Session, *, ready: dict, settings: Settings) -> 
         return None
 
     return app
+
+
+def _rule(path: str) -> str:
+    """The URL rule of an OpenAPI path: /orders/{order_id} is /orders/<order_id>."""
+    return re.sub(r"\{(\w+)\}", r"<\1>", path)
 
 
 async def _serve(connection: Connection) -> None:

@@ -7,6 +7,7 @@ import re
 import structlog
 from quart import Quart, Response, g, request
 
+from gozon import metrics
 from gozon.config import Settings
 from gozon.db import Database, outbox
 from gozon.orders import store
@@ -50,6 +51,8 @@ def build(db: Database, writer: OrderWriter, ready: dict, settings: Settings) ->
             raise ApiError(409, "request_in_progress",
                            "A request with this Idempotency-Key is still in progress; retry shortly.") from None
         structlog.contextvars.bind_contextvars(order_id=order.id)
+        if created:
+            metrics.ORDERS_PLACED.inc()
         log.info("order created" if created else "order replayed for idempotency key", amount=order.amount)
         return json_response(order, 201)
 

@@ -7,6 +7,7 @@ import uuid
 from collections.abc import Mapping, Sequence
 from datetime import timedelta
 
+from gozon import metrics
 from gozon.db import Connection, LockTimeout, inbox, outbox, rows_affected
 from gozon.db.migrate import COMMON
 from gozon.errors import Poison
@@ -128,12 +129,17 @@ async def settle(con: Connection, results: Sequence[tuple[uuid.UUID, PaymentResu
             if message_id in fresh:
                 first.setdefault(result.order_id, (message_id, result))
         applied = [result for _, result in first.values()]
-        settled = {row["id"] for row in await con.fetch(
+        settled = {row["id"]: row for row in await con.fetch(
             "UPDATE orders SET status = r.status, reason = r.reason, updated_at = now()"
             " FROM unnest($1::bigint[], $2::text[], $3::text[]) AS r (id, status, reason)"
-            " WHERE orders.id = r.id AND orders.status = 'new' RETURNING orders.id",
+            " WHERE orders.id = r.id AND orders.status = 'new'"
+            " RETURNING orders.id, orders.status,"
+            " extract(epoch FROM clock_timestamp() - orders.created_at)::float8 AS waited",
             [r.order_id for r in applied], [r.order_status for r in applied], [r.reason for r in applied],
-        )} if applied else set()
+        )} if applied else {}
+    # Once committed: the time from the POST to its result, by the database's clock.
+    for row in settled.values():
+        metrics.ORDER_SETTLE.labels(row["status"]).observe(row["waited"])
     winners = {message_id for message_id, result in first.values() if result.order_id in settled}
     return {message_id: "duplicate" if message_id not in fresh else "settled" if message_id in winners else "ignored"
             for message_id, _ in results}

@@ -1,7 +1,7 @@
 """What every service's Quart app has: a body limit, JSON errors, a trace id
 per request (bound to the logs and echoed in `X-Request-ID`), one log line and one
 metric sample per request, `/healthz` (alive), `/readyz` (dependencies reachable now)
-and `/metrics` (Prometheus)."""
+and `/metrics` (Prometheus, with the readiness checks run at each scrape)."""
 
 from __future__ import annotations
 
@@ -65,8 +65,7 @@ def create_app(name: str, checks: dict[str, Check], *, max_body: int,
     async def healthz() -> Response:
         return errors.json_response({"status": "ok"})
 
-    @app.get("/readyz")
-    async def readyz() -> Response:
+    async def check_all() -> dict[str, bool]:
         state = dict.fromkeys(checks, False)
 
         async def run(name: str, check: Check) -> None:
@@ -77,12 +76,19 @@ def create_app(name: str, checks: dict[str, Check], *, max_body: int,
         async with task_group() as tg:
             for name, check in checks.items():
                 tg.start_soon(run, name, check)
+        metrics.checked(state)
+        return state
+
+    @app.get("/readyz")
+    async def readyz() -> Response:
+        state = await check_all()
         ready = all(state.values())
         return errors.json_response({"status": "ready" if ready else "not_ready", "checks": state},
                                     200 if ready else 503)
 
     @app.get("/metrics")
     async def metrics_page() -> Response:
+        await check_all()  # so a process that is up but not ready shows as such
         for refresh in scrape:
             await refresh()
         return Response(generate_latest(), content_type=CONTENT_TYPE_LATEST)

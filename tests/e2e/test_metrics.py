@@ -5,22 +5,20 @@ the counters are compared before and after each test's own doings, never as abso
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
 
 import anyio
 import asyncpg
 import httpx
-from prometheus_client.parser import text_string_to_metric_families
 
 from gozon.amqp.topology import ORDERS_QUEUE, dead_letter_queue
 from gozon.messages import PaymentRequested
 from tests.e2e.probe import probe
+from tests.e2e.scrape import SERVICES, Scrape, scrape_all, scrape_when
 from tests.e2e.shopper import Shopper, balance_of, funded_user, next_result, wait_settled
 from tests.integration.helpers import amqp_message, drain, publish
 from tests.settings import TEST_SETTINGS
 from tests.support import Stack, wait_until
 
-SERVICES = ("gateway", "orders", "payments")
 HTTP = "gozon_http_request_duration_seconds_count"
 PROCESSED = "gozon_inbox_processed_total"
 DUPLICATES = "gozon_inbox_duplicates_skipped_total"
@@ -31,39 +29,7 @@ OLDEST = "gozon_outbox_oldest_pending_age_seconds"
 WS_OPEN = "gozon_ws_connections"
 WS_FRAMES = "gozon_ws_frames_sent_total"
 RESTARTS = "gozon_actor_restarts_total"
-
-
-class Scrape:
-    """One read of a service's `/metrics`: each sample's value by name and labels."""
-
-    def __init__(self, stack: Stack, service: str) -> None:
-        response = httpx.get(f"http://127.0.0.1:{stack[service].port}/metrics", timeout=5)
-        assert response.status_code == 200, response.text
-        assert response.headers["content-type"].startswith("text/plain; version=")
-        self.text = response.text
-        self.samples = {(sample.name, frozenset(sample.labels.items())): sample.value
-                        for family in text_string_to_metric_families(response.text) for sample in family.samples}
-
-    def __call__(self, name: str, **labels: str) -> float:
-        """The sample's value; a labelled counter not yet incremented is absent, i.e. 0."""
-        return self.samples.get((name, frozenset(labels.items())), 0.0)
-
-    def total(self, name: str) -> float:
-        return sum(value for (sample, _), value in self.samples.items() if sample == name)
-
-
-def scrape_all(stack: Stack) -> dict[str, Scrape]:
-    return {name: Scrape(stack, name) for name in SERVICES}
-
-
-def scrape_when(stack: Stack, service: str, until: Callable[[Scrape], bool], what: str) -> Scrape:
-    """Scrape `service` until `until` holds of a scrape (a bounded wait); that scrape."""
-
-    def attempt() -> Scrape | None:
-        scrape = Scrape(stack, service)
-        return scrape if until(scrape) else None
-
-    return wait_until(attempt, timeout=30, interval=0.1, what=what)
+READY = "gozon_ready"
 
 
 def requests(scrape: Scrape, method: str, route: str, status: int) -> float:
@@ -93,9 +59,13 @@ def test_the_gateway_is_not_ready_while_payments_is_stopped(running: Stack) -> N
                                         "checks": {"broker": True, "consumer": True, "orders": True,
                                                    "payments": False}})
         assert probe(gateway, "/healthz") == (200, {"status": "ok"}), "the gateway itself is alive"
+        # What the alert GozonServiceNotReady reads: the checks run at the scrape.
+        scrape = Scrape(running, "gateway")
+        assert (scrape(READY, check="payments"), scrape(READY, check="orders")) == (0, 1)
     finally:
         running.start()
     assert probe(gateway, "/readyz")[0] == 200, "ready again once payments is back"
+    assert Scrape(running, "gateway")(READY, check="payments") == 1
 
 
 # ---------------------------------------------------------------------------------------
@@ -133,7 +103,7 @@ def test_a_paid_and_a_refused_order_move_the_counters_of_every_service(running: 
 
     # HTTP requests by route (the URL rule) and status, at the gateway and behind it.
     assert moved_requests("gateway", "POST", "/accounts", 201) == 1
-    assert moved_requests("gateway", "POST", "/accounts/<path:rest>", 200) == 1
+    assert moved_requests("gateway", "POST", "/accounts/deposit", 200) == 1
     assert moved_requests("gateway", "POST", "/orders", 201) == 2
     assert moved_requests("gateway", "GET", "unmatched", 404) == 1
     assert "/no/such/route" not in after["gateway"].text, "a raw path became a label"
@@ -145,7 +115,7 @@ def test_a_paid_and_a_refused_order_move_the_counters_of_every_service(running: 
     for service in SERVICES:
         assert moved(service, PROCESSED) == 2, service
         assert moved(service, DUPLICATES) == 0, service
-        assert moved(service, DEAD_LETTERED) == 0, service
+        assert after[service].total(DEAD_LETTERED) == before[service].total(DEAD_LETTERED), service
     for service in ("orders", "payments"):
         assert moved(service, PUBLISHED) >= 2, service
         assert after[service](OLDEST) == 0, service
@@ -155,6 +125,25 @@ def test_a_paid_and_a_refused_order_move_the_counters_of_every_service(running: 
     for service in SERVICES:
         assert after[service].total(RESTARTS) == before[service].total(RESTARTS), f"an actor of {service} crashed"
         assert RESTARTS in after[service].text, f"{service} does not expose {RESTARTS}"
+
+
+def test_the_gateway_names_the_route_each_request_called_and_bounds_unknown_paths(
+        running: Stack, shopper: Shopper) -> None:
+    before = Scrape(running, "gateway")
+    assert shopper.create_account().status_code == 201
+    assert shopper.deposit(100).status_code == 200
+    assert shopper.balance() == 100
+    unknown = [shopper.http.get(f"/accounts/no-such-route/{n}") for n in range(3)]
+    assert [(r.status_code, r.json()["error"]) for r in unknown] == [(404, "not_found")] * 3, "not proxied"
+    after = Scrape(running, "gateway")
+
+    def moved(method: str, route: str, status: int) -> float:
+        return requests(after, method, route, status) - requests(before, method, route, status)
+
+    assert moved("POST", "/accounts/deposit", 200) == 1
+    assert moved("GET", "/accounts/balance", 200) == 1
+    assert moved("GET", "/accounts/<path:rest>", 404) == 3, "unknown paths under one bounded label"
+    assert "no-such-route" not in after.text, "a raw path became a label"
 
 
 def test_a_duplicate_delivery_shows_as_one_skipped_duplicate(running: Stack, client: httpx.Client) -> None:
@@ -184,9 +173,10 @@ def test_a_poison_message_is_dead_lettered_and_counted(running: Stack) -> None:
     poison = amqp_message(PaymentRequested(order_id=1, user_id=1, amount=1), message_id=message_id, body=b"{not json")
     anyio.run(publish, ORDERS_QUEUE, poison)
 
-    after = scrape_when(running, "payments", lambda now: now(DEAD_LETTERED) > before(DEAD_LETTERED),
+    after = scrape_when(running, "payments", lambda now: now.total(DEAD_LETTERED) > before.total(DEAD_LETTERED),
                         "payments to dead-letter the poison message")
-    assert after(DEAD_LETTERED) - before(DEAD_LETTERED) == 1
+    assert after(DEAD_LETTERED, queue=ORDERS_QUEUE) - before(DEAD_LETTERED, queue=ORDERS_QUEUE) == 1
+    assert after.total(DEAD_LETTERED) - before.total(DEAD_LETTERED) == 1
     assert after(PROCESSED) == before(PROCESSED), "the poison message was handled"
     dead = anyio.run(drain, dead_letter_queue(ORDERS_QUEUE))
     assert str(message_id) in {letter.message_id for letter in dead}

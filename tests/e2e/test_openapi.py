@@ -39,7 +39,7 @@ def _existing_routes() -> set[tuple[str, str]]:
     proxied: list[Rule] = []
     for rule in gateway.url_map.iter_rules():
         prefix = rule.rule.removesuffix("/<path:rest>")
-        if rule.endpoint.endswith(("_root", "_rest")):  # the proxy's catch-alls
+        if rule.endpoint.startswith(api.PROXY_ENDPOINT):  # a proxied route, or a catch-all
             proxied += [r for r in services if r.rule == prefix or r.rule.startswith(prefix + "/")]
         else:
             own.append(rule)
