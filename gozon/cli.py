@@ -63,6 +63,6 @@ def main(argv: list[str] | None = None) -> None:
     settings = Settings.from_env()
     if args.command == "reconcile":  # reports on standard output, logs nothing
         sys.exit(anyio.run(reconcile_databases, settings, timedelta(minutes=args.stale_after), args.json))
-    logs.configure("gozon", fmt=settings.log_format, level=settings.log_level)
+    logs.configure("gozon", fmt=settings.log_format, level=settings.log_level, file=settings.log_file)
     if args.command == "setup":
         anyio.run(setup, settings)
