@@ -38,8 +38,7 @@ def ready(job: ForegroundJob) -> bool:
 
 def service_lines(terminal: str) -> list[str]:
     """What the services printed, without honcho's `HH:MM:SS name.1 | ` prefix."""
-    return [m[2] for m in re.finditer(r"^\d\d:\d\d:\d\d (gateway|orders|payments)\.1 +\| (.*)$",
-                                      re.sub(r"\x1b\[[0-9;]*m", "", terminal), re.M)]
+    return [m[2] for m in re.finditer(r"^\d\d:\d\d:\d\d (gateway|orders|payments)\.1 +\| (.*)$", terminal, re.M)]
 
 
 @pytest.mark.timeout(STARTUP + 120)
@@ -64,11 +63,16 @@ def test_ctrl_c_stops_every_process_and_the_log_file_tells_the_order(tmp_path, p
     finally:
         job.close()
 
-    assert f"logs in {log_file}" in job.text()
+    terminal = re.sub(r"\x1b\[[0-9;]*m", "", job.text())  # colours aside
+    assert f"logs in {log_file}" in terminal
     if not piped:
-        lines = service_lines(job.text())
-        assert any("order created" in line for line in lines), job.text()[-3000:]
+        lines = service_lines(terminal)
+        assert any("order created" in line for line in lines), terminal[-3000:]
         assert not any(line.startswith("{") for line in lines), "JSON on the terminal"
+        # honcho's own last word: each service drained, none was killed (a shell's -15).
+        for name in ("gateway", "orders", "payments"):
+            assert f"| {name}.1 stopped (rc=0)" in terminal, terminal[-3000:]
+    assert job.run_sh.returncode == 130, "run.sh does not exit as a Ctrl-C'd command does"
     # As the README's recipe has it, with the checkout's .venv that run.sh made.
     told = subprocess.run([ROOT / ".venv" / "bin" / "gozon", "trace", str(order["id"]), str(log_file)],
                           capture_output=True, text=True, cwd=ROOT, timeout=30, check=False)
