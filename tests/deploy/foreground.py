@@ -4,6 +4,7 @@ Ctrl-C stops it, by SIGINT to that group; and every process it started, watched.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import pty
@@ -125,7 +126,8 @@ class ForegroundJob:
         """Kill whatever is left (a failed test's job), and reap what we started."""
         for pid in self.note_processes():
             if alive(pid):
-                os.kill(pid, signal.SIGKILL)
+                with contextlib.suppress(ProcessLookupError):  # it ended meanwhile
+                    os.kill(pid, signal.SIGKILL)
         for process in self.started:
             process.wait(10)
         self._reader.join(10)
