@@ -67,7 +67,7 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(anyio.run(reconcile_databases, settings, timedelta(minutes=args.stale_after), args.json))
     if args.command == "dlq":  # the same
         sys.exit(anyio.run(dlq.run, settings, args))
-    logs.configure("gozon", fmt=settings.log_format, level=settings.log_level)
+    logs.configure("gozon", fmt=settings.log_format, level=settings.log_level, file=settings.log_file)
     if args.command == "setup":
         anyio.run(setup, settings)
 

@@ -32,6 +32,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     # "json", "console", or "auto" (console on a terminal, JSON otherwise).
     log_format: str = "auto"
     log_level: str = "info"
+    # A file each process also appends its log lines to, as JSON whatever `log_format`
+    # says (for `gozon trace`); empty: none.
+    log_file: str = ""
     outbox_batch: int = 200
     outbox_poll_interval: float = 1.0
     # What is kept, and for how long (spec §2 and §6 ask for at least 24 h and 7 days).

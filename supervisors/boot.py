@@ -16,7 +16,7 @@ from gozon.runtime.process import run_process
 def start(service: str, main: Callable[[anyio.Event, Settings], Awaitable[None]]) -> None:
     settings = Settings.from_env()
     # Before any Quart app exists, or Quart installs a handler of its own.
-    logs.configure(service, fmt=settings.log_format, level=settings.log_level)
+    logs.configure(service, fmt=settings.log_format, level=settings.log_level, file=settings.log_file)
     run_process(lambda stop: main(stop, settings))
 
 

@@ -25,8 +25,10 @@ from gozon.payments import store as payments_store
 from tests.settings import ARTIFACTS, TEST_SETTINGS, VHOST, environment, rabbitmqctl
 
 ROOT = Path(__file__).resolve().parent.parent
+# name → command; `exec` (the shell honcho runs a line in gives way to the service,
+# which gets honcho's SIGTERM itself) is the shell's business, not the command's.
 PROCFILE = {
-    name: command.strip()
+    name: command.strip().removeprefix("exec ")
     for name, command in (line.split(":", 1) for line in (ROOT / "Procfile").read_text().splitlines() if line.strip())
 }
 
