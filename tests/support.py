@@ -140,7 +140,9 @@ class Process:
         if not self.log_path.exists():
             return []
         text = self.log_path.read_text(errors="replace")
-        return text[: text.rfind("\n") + 1].splitlines()
+        # Split on newlines only: a JSON string may hold U+2028 or U+0085, which
+        # `splitlines` would also split on.
+        return text[: text.rfind("\n") + 1].split("\n")[:-1]
 
 
 class Stack:

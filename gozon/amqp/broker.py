@@ -173,6 +173,11 @@ class Broker(Resource):
                 await channel.set_qos(prefetch_count=prefetch)
         except (*DOWN, aiormq.exceptions.ChannelClosed) as exc:
             raise BrokerUnavailable(_reason(exc)) from exc
+        except RuntimeError as exc:
+            # aiormq's plain "<Connection> closed": lost between wait_ready() and here.
+            if not connection.is_closed:
+                raise
+            raise BrokerUnavailable("connection lost") from exc
         try:
             async with task_group() as tg:
 
