@@ -60,6 +60,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     # restart_window seconds exits non-zero and leaves the rest to its own supervisor.
     max_restarts: int = 5
     restart_window: float = 30.0
+    # A process whose parent (honcho, a test run) is gone drains and stops by itself;
+    # false for one meant to outlive the shell that started it (nohup).
+    stop_with_parent: bool = True
 
     @property
     def gateway_replica(self) -> str:

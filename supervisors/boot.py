@@ -17,7 +17,7 @@ def start(service: str, main: Callable[[anyio.Event, Settings], Awaitable[None]]
     settings = Settings.from_env()
     # Before any Quart app exists, or Quart installs a handler of its own.
     logs.configure(service, fmt=settings.log_format, level=settings.log_level, file=settings.log_file)
-    run_process(lambda stop: main(stop, settings))
+    run_process(lambda stop: main(stop, settings), stop_with_parent=settings.stop_with_parent)
 
 
 async def run_actors(children: Sequence[Child], stop: anyio.Event, settings: Settings) -> None:

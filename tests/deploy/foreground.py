@@ -111,6 +111,10 @@ class ForegroundJob:
     def ctrl_c(self) -> None:
         os.killpg(self.run_sh.pid, signal.SIGINT)
 
+    def hang_up(self) -> None:
+        """What a terminal closing sends its foreground job."""
+        os.killpg(self.run_sh.pid, signal.SIGHUP)
+
     def wait_gone(self, timeout: float) -> None:
         """Until every noted process has ended; fails naming those left."""
         self.note_processes()
@@ -120,7 +124,7 @@ class ForegroundJob:
         except AssertionError:
             left = {pid: Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
                     for pid in self.processes if alive(pid)}
-            raise AssertionError(f"still running {timeout}s after Ctrl-C: {left}") from None
+            raise AssertionError(f"still running {timeout}s after the stop: {left}") from None
 
     def close(self) -> None:
         """Kill whatever is left (a failed test's job), and reap what we started."""

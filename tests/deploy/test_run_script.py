@@ -5,13 +5,14 @@ while the terminal shows readable lines."""
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 
 import httpx
 import pytest
 
-from gozon.runtime.process import DRAIN_TIMEOUT
+from gozon.runtime.process import DRAIN_TIMEOUT, PARENT_POLL
 from tests.deploy.foreground import ForegroundJob, port_free
 from tests.e2e.scenarios import paid_order
 from tests.e2e.shopper import Shopper
@@ -82,3 +83,24 @@ def test_ctrl_c_stops_every_process_and_the_log_file_tells_the_order(tmp_path, p
                            ("payments", "payment debited"), ("gateway", "websocket frame sent"),
                            ("orders", "order status changed")):
         assert any(re.search(rf"\b{service}\s+{event}\b", step) for step in steps), told.stdout
+
+
+@pytest.mark.timeout(STARTUP + 120)
+def test_closing_the_terminal_stops_every_process(tmp_path) -> None:
+    """A closed terminal sends SIGHUP to its foreground job: honcho (which does not handle
+    it) dies and tells no one, and so do its processes that started the services. Each
+    service sees its parent gone and drains: none is left behind on the ports."""
+    assert all(port_free(port) for port in PORTS), "a test port is taken before the start"
+    reset_vhost()
+    env = environment() | {"GOZON_LOG_FILE": str(tmp_path / "gozon.log")}
+    job = ForegroundJob(env)
+    try:
+        wait_until(lambda: ready(job), timeout=STARTUP, interval=0.3, what="the gateway ready")
+        job.note_processes()
+        job.hang_up()
+        job.wait_gone(DRAIN_TIMEOUT + PARENT_POLL + STOP_MARGIN)
+        assert all(port_free(port) for port in PORTS), "a port is still taken after the terminal closed"
+    finally:
+        job.close()
+    stopped = [line for line in (tmp_path / "gozon.log").read_text().splitlines() if "parent process gone" in line]
+    assert {json.loads(line)["service"] for line in stopped} == {"gateway", "orders", "payments"}

@@ -5,6 +5,7 @@ Modes:
   crash     one child that always crashes (exit 1 once the restart policy gives up)
   stubborn  one child that ignores `stop`, and one that reports the drain has begun
   deadline  like stubborn, but with a drain deadline of 0.2 s
+  orphan    like wait, but stopping with its parent; prints PID <pid> first
 
 Markers on stdout (flushed): READY once the signal handlers are in place, DRAINING once
 `stop` is set, CHILD-RETURNED when the waiting child returned after `stop`.
@@ -13,6 +14,7 @@ Markers on stdout (flushed): READY once the signal handlers are in place, DRAINI
 from __future__ import annotations
 
 import functools
+import os
 import signal
 import sys
 
@@ -66,6 +68,7 @@ CHILDREN = {
     "crash": [Child("crasher", crasher)],
     "stubborn": [Child("stubborn", stubborn), Child("reporter", reporter)],
     "deadline": [Child("stubborn", stubborn), Child("reporter", reporter)],
+    "orphan": [Child("waiter", waiter)],
 }
 
 
@@ -79,7 +82,9 @@ def main() -> None:
         anyio.run(functools.partial(run_until_signalled, drain_timeout=0.2), process_main, backend=backend)
         say("RETURNED")
         return
-    run_process(process_main, backend=backend)
+    if mode == "orphan":
+        say(f"PID {os.getpid()}")
+    run_process(process_main, backend=backend, stop_with_parent=mode == "orphan")
 
 
 if __name__ == "__main__":

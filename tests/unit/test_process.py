@@ -3,6 +3,7 @@ drains and exits 0, a supervisor that gives up exits 1, the drain has a deadline
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import select
@@ -23,13 +24,19 @@ PROMPTLY = 5.0
 pytestmark = pytest.mark.parametrize("backend", ["asyncio", "trio"])
 
 
-class Process:
-    """The script running in a subprocess, with its stdout and stderr read as they come."""
+# A parent that starts the script and waits (the script's stdout is still ours).
+PARENT = "import subprocess, sys, time; subprocess.Popen(sys.argv[1:]); time.sleep(600)"
 
-    def __init__(self, backend: str, mode: str) -> None:
+
+class Process:
+    """The script running in a subprocess (or under a parent of its own, `PARENT`), with
+    its stdout and stderr read as they come."""
+
+    def __init__(self, backend: str, mode: str, *, with_parent: bool = False) -> None:
         env = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1"}
+        parent = [sys.executable, "-c", PARENT] if with_parent else []
         self.popen = subprocess.Popen(
-            [sys.executable, str(SCRIPT), backend, mode],
+            [*parent, sys.executable, str(SCRIPT), backend, mode],
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=ROOT, env=env,
         )
         self.output = b""
@@ -76,13 +83,17 @@ class Process:
 def start() -> Iterator:
     started: list[Process] = []
 
-    def start(backend: str, mode: str) -> Process:
-        started.append(Process(backend, mode))
+    def start(backend: str, mode: str, **options: bool) -> Process:
+        started.append(Process(backend, mode, **options))
         return started[-1]
 
     yield start
     for process in started:
         process.kill()
+        # A script left behind by a parent killed under it (its pid printed first).
+        for pid in re.findall(r"^PID (\d+)$", process.text, re.MULTILINE):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(int(pid), signal.SIGKILL)
 
 
 def test_sigterm_drains_the_children_and_exits_0(start, backend: str) -> None:
@@ -135,3 +146,27 @@ def test_a_second_signal_cuts_the_drain_short(start, backend: str) -> None:
 
     process.exit_code(2.0)
     assert "second signal" in process.text
+
+
+def test_a_process_whose_parent_is_killed_drains_and_exits(start, backend: str) -> None:
+    """As a service does when honcho dies under it (kill -9, its terminal closed)."""
+    process = start(backend, "orphan", with_parent=True)
+    process.wait_for("READY", STARTUP)
+    [pid] = re.findall(r"^PID (\d+)$", process.text, re.MULTILINE)
+
+    process.popen.kill()  # the parent, with SIGKILL: it tells no one
+
+    process.wait_for("CHILD-RETURNED", PROMPTLY)
+    assert process.exit_code(PROMPTLY) == -signal.SIGKILL  # the parent's code, once the script's output ended
+    assert "parent process gone" in process.text
+    deadline = time.monotonic() + PROMPTLY
+    while _running(int(pid)) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not _running(int(pid)), "the script outlived its parent"
+
+
+def _running(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
