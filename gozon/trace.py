@@ -125,6 +125,9 @@ def _ms(delta: timedelta) -> str:
 
 def run(key: str, paths: Sequence[str]) -> int:
     """Print the story of `key` from the log files `paths` (standard input if none)."""
+    if not paths and sys.stdin.isatty():  # else it would wait for lines in silence
+        print("gozon trace: reading log lines from the terminal (Ctrl-D ends); name a log file,"
+              " e.g. `gozon trace KEY gozon.log`", file=sys.stderr)
     with fileinput.input(files=paths or ("-",), encoding="utf-8", errors="replace") as lines:
         trace_ids, steps = select(records(lines), key)
     if not steps:

@@ -5,7 +5,11 @@ what it prints."""
 from __future__ import annotations
 
 import json
+import os
+import pty
 import re
+import subprocess
+import sys
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -269,3 +273,18 @@ def test_run_prints_the_story_of_a_log_file(tmp_path: Path, capsys: pytest.Captu
 
     assert trace.run("7", [str(log)]) == 1
     assert "no log line of order or trace 7" in capsys.readouterr().err
+
+
+def test_without_a_log_file_on_a_terminal_it_says_what_it_waits_for() -> None:
+    """`gozon trace 42` typed alone would otherwise sit on the terminal in silence."""
+    terminal, keyboard = pty.openpty()
+    try:
+        done = subprocess.run([sys.executable, "-m", "gozon.cli", "trace", "42"], stdin=keyboard,
+                              capture_output=True, text=True, timeout=30,
+                              # Typed before it starts, kept by the terminal: Ctrl-D, an empty input.
+                              preexec_fn=lambda: os.write(terminal, b"\x04"))
+    finally:
+        os.close(terminal)
+        os.close(keyboard)
+    assert "name a log file" in done.stderr
+    assert done.returncode == 1 and "no log line of order or trace 42" in done.stderr
