@@ -37,7 +37,7 @@ from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractQueue
 from gozon import metrics, tracing
 from gozon.amqp.broker import DOWN, Broker
 from gozon.amqp.topology import DEAD_LETTERS, dead_letter_queue
-from gozon.amqp.wire import UNDECODABLE
+from gozon.amqp.wire import UNDECODABLE, header_text
 from gozon.errors import Poison, Transient
 from gozon.runtime import Backoff, Mailbox
 from gozon.runtime.retry import Retry
@@ -189,7 +189,7 @@ class Consumer(Generic[T]):
     def _decode(self, message: AbstractIncomingMessage) -> Delivery[T]:
         headers = message.headers if isinstance(message.headers, dict) else {}
         if UNDECODABLE in headers:
-            raise Poison(f"properties the client cannot decode: {_text(headers[UNDECODABLE])}")
+            raise Poison(f"properties the client cannot decode: {header_text(headers[UNDECODABLE])}")
         try:
             message_id = uuid.UUID(message.message_id or "")
         except ValueError:
@@ -262,10 +262,6 @@ def _shown(value: object) -> str | None:
         return value  # type: ignore[return-value]
     shown = repr(value)
     return shown if len(shown) <= 100 else f"{shown[:100]}…"
-
-
-def _text(value: object) -> str:
-    return value.decode(errors="backslashreplace") if isinstance(value, bytes | bytearray) else str(value)
 
 
 class _Acks:

@@ -25,6 +25,7 @@ from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractIncomingMe
 from gozon.amqp.broker import DOWN, close_channel, close_connection, connect, node_urls
 from gozon.amqp.publisher import publish_messages
 from gozon.amqp.topology import dead_letter_queue
+from gozon.amqp.wire import header_text
 from gozon.errors import BrokerUnavailable
 from gozon.messages import DEFAULT_EXCHANGE, ORDERS_QUEUE, PAYMENTS_RESULTS_QUEUE
 
@@ -225,9 +226,9 @@ def _letter_of(queue: str, message: AbstractIncomingMessage) -> DeadLetter:
     deaths = headers.get("x-death")
     death = deaths[0] if isinstance(deaths, list) and deaths and isinstance(deaths[0], dict) else {}
     if "x-error" in headers:
-        reason = _text(headers["x-error"])
+        reason = header_text(headers["x-error"])
     elif death:
-        reason = f"broker: {_text(death.get('reason'))}"
+        reason = f"broker: {header_text(death.get('reason'))}"
     else:
         reason = "unknown"
     when = message.timestamp or death.get("time")
@@ -244,6 +245,3 @@ def _aware(when: datetime) -> datetime:
     # AMQP timestamps are seconds since the epoch, decoded without a zone: UTC.
     return when if when.tzinfo is not None else when.replace(tzinfo=UTC)
 
-
-def _text(value: object) -> str:
-    return value.decode(errors="backslashreplace") if isinstance(value, bytes | bytearray) else str(value)

@@ -48,6 +48,12 @@ from pamqp import commands
 # value says what was wrong.
 UNDECODABLE = "x-gozon-undecodable"
 
+
+def header_text(value: object) -> str:
+    """A header's value as text: a byte string (a long string, as aiormq decodes it) with
+    what is not UTF-8 escaped."""
+    return value.decode(errors="backslashreplace") if isinstance(value, bytes | bytearray) else str(value)
+
 _METHOD, _HEADER = 1, 2
 _FRAME_END = b"\xce"
 

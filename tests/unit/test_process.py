@@ -16,6 +16,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.deploy.foreground import alive
+
 SCRIPT = Path(__file__).with_name("supervised_process.py")
 ROOT = SCRIPT.parents[2]
 STARTUP = 15.0  # interpreter start and imports, on a busy machine
@@ -160,13 +162,7 @@ def test_a_process_whose_parent_is_killed_drains_and_exits(start, backend: str) 
     assert process.exit_code(PROMPTLY) == -signal.SIGKILL  # the parent's code, once the script's output ended
     assert "parent process gone" in process.text
     deadline = time.monotonic() + PROMPTLY
-    while _running(int(pid)) and time.monotonic() < deadline:
+    while alive(int(pid)) and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert not _running(int(pid)), "the script outlived its parent"
+    assert not alive(int(pid)), "the script outlived its parent"
 
-
-def _running(pid: int) -> bool:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except FileNotFoundError:
-        return False
